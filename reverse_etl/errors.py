@@ -1,0 +1,103 @@
+"""The one exception hierarchy of reverse_etl.
+
+::
+
+    RetlError                      every error this package raises on purpose
+    ├── ConfigError                profiles, syncs, models: bad or missing configuration
+    │   └── ConfigErrors           several ConfigError found in one load, reported together
+    ├── ModelError                 a model's SQL failed (syntax, missing table, cycle)
+    ├── DataError                  the model's data breaks a rule (null / duplicate primary key, type)
+    ├── StateError                 the state store is locked, corrupt or from a newer version
+    ├── WarehouseLockedError       the warehouse file is held by another writer (retry later)
+    ├── GuardError                 a guard refused the plan (pass --force to apply)
+    ├── PlanMismatchError          a saved plan no longer matches the data
+    ├── AlreadyRunningError        another process holds the sync's lock
+    └── DeliveryError              a destination call failed
+        ├── TransientError         worth retrying: 429, 5xx, timeouts, dropped connections
+        └── TerminalError          retrying cannot help: 4xx, bad credentials, bad payload
+
+Every error says what went wrong, where (file, sync, model, column, row) and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class RetlError(Exception):
+    """Root of every error raised on purpose by reverse_etl."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(RetlError):
+    """A configuration problem in a profile, sync file or model file."""
+
+    def __init__(self, message: str, *, file: str | None = None, hint: str | None = None) -> None:
+        self.file = file
+        super().__init__(f"{file}: {message}" if file else message, hint=hint)
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems found in one pass, reported together."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        lines = [f"{len(errors)} configuration problem(s):"] + [f"  - {e}" for e in errors]
+        RetlError.__init__(self, "\n".join(lines))
+        self.file = None
+
+
+class ModelError(RetlError):
+    """A model could not be compiled or run."""
+
+
+class DataError(RetlError):
+    """The data a model produced breaks a rule the sync depends on."""
+
+
+class StateError(RetlError):
+    """The state store cannot be used as it is."""
+
+
+class WarehouseLockedError(RetlError):
+    """Another process holds the warehouse; reverse_etl never steals the lock."""
+
+
+class GuardError(RetlError):
+    """A sync's guard refused to apply the plan."""
+
+
+class PlanMismatchError(RetlError):
+    """A saved plan no longer matches what the data says now."""
+
+
+class AlreadyRunningError(RetlError):
+    """Another process is running the same sync."""
+
+
+class DeliveryError(RetlError):
+    """A call to a destination failed."""
+
+    status_code: int | None = None
+
+    def __init__(self, message: str, *, status_code: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code
+
+
+class TransientError(DeliveryError):
+    """A delivery failure that may succeed when retried."""
+
+
+class TerminalError(DeliveryError):
+    """A delivery failure that will fail again the same way."""

@@ -1,0 +1,78 @@
+"""The sandbox HTTP server and the emulator base: faults, rate limits, persistence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reverse_etl.sandbox import Emulator, Faults, RateLimit, Request, Response, SandboxServer
+
+
+class Counter(Emulator):
+    name = "counter"
+
+    def reset(self) -> None:
+        self.total = 0
+
+    def handle(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return Response.json(401, {"message": "Invalid API key"})
+        self.total += int(request.json()["n"])
+        return Response.json(201, {"total": self.total})
+
+    def dump(self) -> dict[str, Any]:
+        return {"total": self.total}
+
+    def load(self, data: dict[str, Any]) -> None:
+        self.total = data["total"]
+
+
+def test_serves_real_http_on_loopback_and_keeps_state(tmp_path: Path) -> None:
+    state = tmp_path / "counter.json"
+    with SandboxServer(Counter(state_path=state)) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer sandbox-key"}) as client:
+            assert client.post("/add", json={"n": 2}).json() == {"total": 2}
+            assert client.post("/add", json={"n": 3}).json() == {"total": 5}
+            assert client.post("/add", json={"n": 1}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    # state survives a restart
+    with SandboxServer(Counter(state_path=state)) as server:
+        with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer sandbox-key"}) as client:
+            assert client.post("/add", json={"n": 1}).json() == {"total": 6}
+
+
+def test_rate_limit_answers_429_with_retry_after() -> None:
+    emulator = Counter(rate_limit=RateLimit(requests=3, per_seconds=60))
+    with SandboxServer(emulator) as server, httpx.Client(base_url=server.url) as client:
+        statuses = [
+            client.post("/add", json={"n": 1}, headers={"Authorization": "Bearer sandbox-key"}).status_code
+            for _ in range(5)
+        ]
+        last = client.post("/add", json={"n": 1})
+    assert statuses == [201, 201, 201, 429, 429]
+    assert last.status_code == 429 and int(last.headers["Retry-After"]) >= 1
+    assert emulator.total == 3  # throttled requests change nothing
+
+
+def test_injected_faults_change_nothing() -> None:
+    emulator = Counter(faults=Faults(fail_rate=0.5, drop_rate=0.2, seed=7))
+    outcomes: list[int] = []
+    with SandboxServer(emulator) as server:
+        for _ in range(40):
+            with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer sandbox-key"}) as client:
+                try:
+                    outcomes.append(client.post("/add", json={"n": 1}).status_code)
+                except httpx.TransportError:
+                    outcomes.append(0)
+    assert {0, 201, 503} <= set(outcomes)
+    assert emulator.total == outcomes.count(201)
+
+
+def test_unknown_emulator_names_the_known_ones() -> None:
+    from reverse_etl.sandbox import emulator_class
+
+    with pytest.raises(KeyError, match="braze"):
+        emulator_class("nope")
