@@ -1,0 +1,134 @@
+"""The library API: what the CLI calls, and what orchestrators (Airflow, Dagster, cron) can call.
+
+>>> import reverse_etl
+>>> result = reverse_etl.sync("path/to/project", ["audiences"])
+>>> result.exit_code, [r.as_dict() for r in result.runs]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reverse_etl.errors import ConfigError
+from reverse_etl.plan import PlanFile
+from reverse_etl.project import Project
+from reverse_etl.results import DiffResult, Reporter, SyncResult
+from reverse_etl.runner import Runner
+from reverse_etl.state import RunRecord, StateStore
+
+
+def _load(project_dir: str | Path, target: str | None, profiles: str | Path | None, variables: dict[str, Any] | None = None) -> Project:
+    return Project.load(project_dir, target=target, profiles=profiles, variables=variables)
+
+
+def validate(project_dir: str | Path = ".", *, target: str | None = None, profiles: str | Path | None = None) -> dict[str, Any]:
+    """Load and check the whole project, including mapped columns against the models' columns."""
+    project = _load(project_dir, target, profiles)
+    syncs = project.select(None)
+    runner = Runner(project)
+    with runner._session(syncs):
+        pass
+    return {
+        "target": project.target.name,
+        "models": sorted(project.models),
+        "syncs": sorted(project.syncs),
+        "destinations": sorted(project.destinations),
+    }
+
+
+def diff(
+    project_dir: str | Path = ".",
+    selectors: list[str] | None = None,
+    *,
+    target: str | None = None,
+    profiles: str | Path | None = None,
+    full_resync: bool = False,
+    limit: int = 5,
+    out: Path | None = None,
+    variables: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+) -> DiffResult:
+    """Plan the selected syncs without sending anything. ``out`` saves the plan as JSON."""
+    project = _load(project_dir, target, profiles, variables)
+    result = Runner(project, reporter).diff(selectors, full_resync=full_resync, limit=limit)
+    if out is not None:
+        PlanFile(project.target.name, result.plans).write(out)
+    return result
+
+
+def sync(
+    project_dir: str | Path = ".",
+    selectors: list[str] | None = None,
+    *,
+    target: str | None = None,
+    profiles: str | Path | None = None,
+    full_resync: bool = False,
+    force: bool = False,
+    plan: Path | None = None,
+    variables: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    trigger: str | None = None,
+) -> SyncResult:
+    """Send what changed to the selected syncs' destinations; ``plan`` applies a saved plan exactly."""
+    project = _load(project_dir, target, profiles, variables)
+    plan_file = PlanFile.read(plan) if plan else None
+    if plan_file is not None and plan_file.target != project.target.name:
+        raise ConfigError(f"the plan was made for target {plan_file.target!r}, not {project.target.name!r}", file=str(plan))
+    return Runner(project, reporter).sync(selectors, full_resync=full_resync, force=force, plan_file=plan_file, trigger=trigger)
+
+
+def history(
+    project_dir: str | Path = ".", selectors: list[str] | None = None, *, target: str | None = None,
+    profiles: str | Path | None = None, limit: int = 20,
+) -> list[RunRecord]:
+    """Recent runs, newest first, of the selected syncs (all if none)."""
+    project = _load(project_dir, target, profiles)
+    names = [s.name for s in project.select(selectors)] if selectors else None
+    path = project.path(project.target.config.state.path)
+    if not path.exists():
+        return []
+    with StateStore.open(path) as state:
+        return state.runs(names, limit=limit)
+
+
+def run_detail(project_dir: str | Path, run_id: str, *, target: str | None = None, profiles: str | Path | None = None) -> RunRecord:
+    """One run with its row-level errors; ``run_id`` may be a prefix."""
+    project = _load(project_dir, target, profiles)
+    path = project.path(project.target.config.state.path)
+    record = None
+    if path.exists():
+        with StateStore.open(path) as state:
+            record = state.run(run_id)
+    if record is None:
+        raise ConfigError(f"no run {run_id!r} in {path}", hint="`retl runs` lists run ids")
+    return record
+
+
+def sandbox_state(
+    project_dir: str | Path, destination: str, *, user: str | None = None, target: str | None = None,
+    profiles: str | Path | None = None,
+) -> dict[str, Any]:
+    """What the emulator of a ``sandbox: true`` destination holds (optionally one user)."""
+    from reverse_etl.sandbox.manager import sandbox_state_path
+    from reverse_etl.sandbox.registry import emulator_class
+
+    project = _load(project_dir, target, profiles)
+    dest = project.destinations.get(destination)
+    if dest is None:
+        raise ConfigError(f"no destination {destination!r} in target {project.target.name!r}")
+    if not dest.config.sandbox:
+        raise ConfigError(f"destination {destination!r} is not a sandbox (sandbox: true) in target {project.target.name!r}")
+    path = sandbox_state_path(project.root, destination)
+    emulator = emulator_class(dest.type_name)(state_path=path if path.exists() else None)
+    if user is None:
+        summary = getattr(emulator, "summary", None)
+        return {"destination": destination, "summary": summary() if callable(summary) else None, "state": emulator.dump()}
+    for lookup in ("user", "profile_by_id"):
+        fn = getattr(emulator, lookup, None)
+        if callable(fn):
+            found = fn(user)
+            if found is None:
+                raise ConfigError(f"the {destination} sandbox has no user {user!r}")
+            return {"destination": destination, "user": user, "profile": found}
+    raise ConfigError(f"the {dest.type_name} sandbox cannot look up single users; omit --user")

@@ -1,0 +1,1 @@
+"""The ``retl`` command line: a thin shell over the library API."""

@@ -1,0 +1,117 @@
+"""Profiles: where the warehouse, the state store and each destination of a target are."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reverse_etl.config.templating import render_tree
+from reverse_etl.config.validation import validate
+from reverse_etl.config.yamlfile import load_yaml
+from reverse_etl.errors import ConfigError, ConfigErrors
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DuckDBWarehouseConfig(Strict):
+    type: Literal["duckdb"] = "duckdb"
+    path: str = ".retl/warehouse.duckdb"
+    memory_limit: str | None = None
+    threads: int | None = Field(default=None, ge=1)
+
+
+WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
+
+
+class StateConfig(Strict):
+    path: str = ".retl/state.duckdb"
+    keep_runs: int = Field(default=1000, ge=1, description="run records kept per sync")
+
+
+class TargetConfig(Strict):
+    warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("destinations")
+    @classmethod
+    def _each_has_type(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, conf in value.items():
+            if not isinstance(conf, dict) or "type" not in conf:
+                raise ValueError(f"destination {name!r} needs a `type:` (braze, odp or optimizely)")
+        return value
+
+
+class ProfilesFile(Strict):
+    target: str | None = None
+    targets: dict[str, TargetConfig]
+
+
+PROFILE_CANDIDATES = ("profiles.yml", "profiles.example.yml")
+
+
+def find_profiles(project_dir: Path, explicit: str | Path | None = None) -> Path:
+    """``--profiles`` > ``$RETL_PROFILES`` > ``./profiles.yml`` > ``./profiles.example.yml``."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_absolute() and not path.exists():
+            path = project_dir / path
+        if not path.exists():
+            raise ConfigError(f"profiles file {explicit} does not exist")
+        return path
+    env = os.environ.get("RETL_PROFILES")
+    if env:
+        path = Path(env)
+        if not path.exists():
+            raise ConfigError(f"profiles file {env} (from $RETL_PROFILES) does not exist")
+        return path
+    for name in PROFILE_CANDIDATES:
+        if (project_dir / name).exists():
+            return project_dir / name
+    raise ConfigError(
+        f"no profiles.yml or profiles.example.yml in {project_dir}",
+        hint="create one (see profiles.example.yml in the reverse_etl repo) or pass --profiles PATH",
+    )
+
+
+class ResolvedTarget:
+    """The chosen target of a profiles file, with env vars rendered."""
+
+    def __init__(self, path: Path, name: str, config: TargetConfig, raw_destinations: dict[str, dict[str, Any]]) -> None:
+        self.path = path
+        self.name = name
+        self.config = config
+        self.raw_destinations = raw_destinations
+
+
+def load_target(path: Path, target: str | None = None) -> ResolvedTarget:
+    """Load ``path`` and resolve ``--target`` > ``$RETL_TARGET`` > the file's ``target:``."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError("a profiles file must be a mapping with `targets:`", file=str(path))
+    parsed, errors = validate(ProfilesFile, doc.data, doc=doc, base=(), what="profiles")
+    if errors or parsed is None:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    chosen = target or os.environ.get("RETL_TARGET") or parsed.target
+    if not chosen:
+        if len(parsed.targets) == 1:
+            chosen = next(iter(parsed.targets))
+        else:
+            raise ConfigError("no target chosen", file=str(path), hint="set `target:` in the file, $RETL_TARGET or --target")
+    if chosen not in parsed.targets:
+        raise ConfigError(
+            f"target {chosen!r} is not defined (targets: {', '.join(sorted(parsed.targets))})", file=str(path)
+        )
+    raw = doc.data["targets"][chosen] or {}
+    # Render env vars only in the chosen target, so prod secrets need not be set to run dev.
+    rendered = render_tree(raw, where=f"{path}: target {chosen}: ")
+    config, errors = validate(TargetConfig, rendered, doc=doc, base=("targets", chosen), what=f"target {chosen}")
+    if errors or config is None:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    return ResolvedTarget(path, chosen, config, dict(rendered.get("destinations") or {}))

@@ -1,0 +1,74 @@
+"""Turn pydantic validation errors into ConfigErrors that name file, line and key."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from reverse_etl.config.yamlfile import Loc, YamlDoc
+from reverse_etl.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _allowed_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Field names (and aliases) allowed at ``loc`` inside ``model``, following nested models."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = _inner_model(annotation)
+    fields = getattr(current, "model_fields", None) or {}
+    return [f.alias or name for name, f in fields.items()]
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: type[BaseModel], what: str) -> list[ConfigError]:
+    """One ConfigError per pydantic error, located in ``doc`` under ``base``."""
+    out: list[ConfigError] = []
+    for err in exc.errors():
+        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
+        full = (*base, *loc)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        where = doc.where(full) if doc else None
+        hint = None
+        if err["type"] == "extra_forbidden":
+            name = str(loc[-1])
+            allowed = _allowed_keys(model, loc[:-1])
+            close = difflib.get_close_matches(name, allowed, n=1)
+            message = f"{what}: unknown key {key!r}"
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+            elif allowed:
+                hint = f"allowed keys: {', '.join(sorted(allowed))}"
+        elif err["type"] == "missing":
+            message = f"{what}: missing required key {key!r}"
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            message = f"{what}: {key}: {err['msg']}{shown}"
+        out.append(ConfigError(message, file=where, hint=hint))
+    return out
+
+
+def validate(model: type[M], data: Any, *, doc: YamlDoc | None, base: Loc, what: str) -> tuple[M | None, list[ConfigError]]:
+    """Validate ``data`` as ``model``; return the instance or the located errors."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        return None, format_errors(exc, doc, base, model, what)

@@ -1,0 +1,41 @@
+"""An asyncio token bucket, plus a shared pause for when the server says "wait until T"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second on average, bursts up to ``burst``.
+
+    :meth:`pause_until` makes every caller wait until a moment the server named (a 429's
+    ``Retry-After`` or ``X-RateLimit-Reset``), so one throttled request slows all of them.
+    """
+
+    def __init__(self, rate: float | None, burst: float | None = None) -> None:
+        self.rate = rate if rate and rate > 0 else None
+        self.capacity = max(1.0, burst if burst is not None else (self.rate or 1.0))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause_until(self, monotonic_deadline: float) -> None:
+        self.paused_until = max(self.paused_until, monotonic_deadline)
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self.paused_until:
+                    await asyncio.sleep(self.paused_until - now)
+                    continue
+                if self.rate is None:
+                    return
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)

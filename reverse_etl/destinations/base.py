@@ -1,0 +1,216 @@
+"""What a destination is: its config model, how it checks a sync, and its writer.
+
+A destination knows its API and nothing of the warehouse. The runner hands a writer chunks of
+:class:`DeltaRow`; the writer answers with a :class:`ChunkResult` saying, per row, whether the
+destination accepted it, rejected it (with a reason) or could not be reached (failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from ipaddress import ip_address
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from pydantic import Field, SecretStr, field_validator
+
+from reverse_etl.config.profiles import Strict
+from reverse_etl.config.syncs import SyncConfig
+from reverse_etl.delivery.client import AuthError, Call, DeliveryClient, DeliverySettings
+from reverse_etl.errors import TransientError
+
+# What a writer is asked to do with a row (the plan's mode already applied).
+ACTIONS = ("upsert", "update", "insert", "remove", "join", "leave", "track")
+
+
+@dataclass(slots=True)
+class DeltaRow:
+    seq: int
+    action: str
+    values: dict[str, Any]  # model column -> value; for remove/leave rows, the snapshot's values
+    old: dict[str, Any] | None = None  # for changed rows, the snapshot's values
+
+
+@dataclass
+class ChunkResult:
+    accepted: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)  # destination said no: data problem
+    failed: dict[int, str] = field(default_factory=dict)  # could not deliver: retried next run
+
+    def merge(self, other: ChunkResult) -> None:
+        self.accepted.extend(other.accepted)
+        self.rejected.update(other.rejected)
+        self.failed.update(other.failed)
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class DestinationConfig(Strict):
+    """Keys every destination accepts."""
+
+    type: str
+    sandbox: bool = False
+    base_url: str | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    checkpoint_rows: int | None = Field(
+        default=None, ge=1, description="rows sent between snapshot commits (default: batch_size x concurrency x 4)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("base_url must use https unless the host is loopback (127.0.0.1 / localhost)")
+        return value.rstrip("/")
+
+    def secret_values(self) -> tuple[str, ...]:
+        return tuple(v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr))
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"cannot send a value of type {type(value).__name__} as JSON")
+
+
+def dumps(payload: Any) -> bytes:
+    """JSON for request bodies: naive timestamps are UTC, decimals become numbers."""
+    return orjson.dumps(payload, default=json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
+
+
+class Writer(ABC):
+    """Writes one sync's delta in chunks. One instance per sync per run."""
+
+    def __init__(self, destination: Destination, sync: SyncConfig, client: DeliveryClient) -> None:
+        self.destination = destination
+        self.sync = sync
+        self.client = client
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first chunk (e.g. create a list if missing)."""
+
+    @abstractmethod
+    async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
+        """Deliver ``rows``; say per row what happened. Raise AuthError to stop the run."""
+
+    async def finish(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last chunk."""
+
+
+class BatchWriter(Writer):
+    """A writer whose requests are independent batches: build calls, send concurrently, read results."""
+
+    @abstractmethod
+    def build(self, rows: Sequence[DeltaRow]) -> tuple[list[Call], dict[int, str]]:
+        """Requests for ``rows``, and rows rejected locally (seq -> reason) that are never sent."""
+
+    @abstractmethod
+    def outcome(self, call: Call, response: httpx.Response) -> ChunkResult:
+        """Per-row results of one call from its response (2xx or a non-retryable 4xx)."""
+
+    async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
+        calls, local_rejects = self.build(rows)
+        result = ChunkResult(rejected=dict(local_rejects))
+        outcomes = await asyncio.gather(*(self._one(call) for call in calls), return_exceptions=True)
+        for call, outcome in zip(calls, outcomes, strict=True):
+            if isinstance(outcome, AuthError):
+                raise outcome
+            if isinstance(outcome, TransientError):
+                result.failed.update({seq: outcome.message for seq in call.seqs})
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                result.merge(outcome)
+        return result
+
+    async def _one(self, call: Call) -> ChunkResult:
+        response = await self.client.send(call)
+        return self.outcome(call, response)
+
+
+class Destination(ABC):
+    """A destination type (Braze, ODP, Optimizely) configured under one profile key."""
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[DestinationConfig]]
+    default_batch_size: ClassVar[int] = 100
+    max_batch_size: ClassVar[int] = 1000
+    default_requests_per_second: ClassVar[float | None] = None
+    supported: ClassVar[dict[str, tuple[str, ...]]] = {}  # sync type -> modes
+    sandbox_path: ClassVar[str] = ""  # appended to the emulator's URL to make base_url
+
+    def __init__(self, name: str, config: DestinationConfig) -> None:
+        self.name = name
+        self.config = config
+
+    @property
+    def batch_size(self) -> int:
+        return self.config.batch_size or self.default_batch_size
+
+    def check_sync(self, sync: SyncConfig) -> list[str]:
+        """Problems with ``sync`` for this destination (empty if none). Override and extend."""
+        problems: list[str] = []
+        modes = self.supported.get(sync.type)
+        if modes is None:
+            problems.append(f"{self.type_name} does not support type {sync.type!r} syncs")
+        elif sync.effective_mode not in modes:
+            problems.append(f"{self.type_name} does not support mode {sync.mode!r} for {sync.type} syncs")
+        if self.config.batch_size and self.config.batch_size > self.max_batch_size:
+            problems.append(f"batch_size {self.config.batch_size} is over {self.type_name}'s limit of {self.max_batch_size}")
+        return problems
+
+    def extra_columns(self, sync: SyncConfig) -> list[str]:
+        """Model columns a sync uses beyond primary key, identifiers and fields (e.g. event time)."""
+        return []
+
+    @abstractmethod
+    def base_url(self) -> str:
+        """Where the API is, after ``base_url`` / instance / region."""
+
+    @abstractmethod
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate every request."""
+
+    @abstractmethod
+    def writer(self, sync: SyncConfig, client: DeliveryClient) -> Writer:
+        """A writer for one run of ``sync``."""
+
+    def delivery_settings(self, base_url: str | None = None) -> DeliverySettings:
+        return DeliverySettings(
+            base_url=base_url or self.base_url(),
+            headers={"User-Agent": "reverse_etl", **self.auth_headers()},
+            requests_per_second=self.config.requests_per_second or self.default_requests_per_second,
+            max_retries=self.config.max_retries,
+            timeout_s=self.config.timeout_s,
+            concurrency=self.config.concurrency,
+            secrets=self.config.secret_values(),
+        )

@@ -1,0 +1,1 @@
+"""Braze: /users/track attributes and events, /users/delete (see shared/destinations/braze.md)."""

@@ -1,0 +1,324 @@
+"""One ``retl diff`` / ``retl sync``: load, build models, diff, plan, deliver, acknowledge.
+
+The flow (DESIGN.md "Data flow"): models are built in the warehouse session; for each sync the
+model is computed once, keys are checked, the snapshot is diffed in SQL into a delta table, a
+plan is made (guards checked), and - for ``sync`` - the delta is streamed to the destination
+in chunks. After each chunk only the rows the destination accepted are applied to the
+snapshot, so a crash, a rejected row or a failed request is simply part of the next diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from reverse_etl.config.syncs import GuardConfig
+from reverse_etl.delivery.client import AuthError, DeliveryClient
+from reverse_etl.destinations.base import DeltaRow, Destination
+from reverse_etl.diff.engine import OLD, Delta, Differ, SyncColumns, check_keys
+from reverse_etl.errors import ConfigError, ConfigErrors, DataError, ModelError, PlanMismatchError, RetlError
+from reverse_etl.plan import PlanFile, SyncPlan, sample_rows
+from reverse_etl.project import Project, SyncDef
+from reverse_etl.results import DiffResult, NullReporter, Reporter, SyncResult, SyncRun
+from reverse_etl.sandbox.manager import Sandboxes
+from reverse_etl.state import RowError, StateStore
+from reverse_etl.warehouse import open_warehouse
+from reverse_etl.warehouse.base import WarehouseSession
+
+
+@dataclass
+class Prepared:
+    sync: SyncDef
+    destination: Destination
+    columns: SyncColumns
+    delta: Delta
+    plan: SyncPlan
+    snapshot_table: str
+
+
+def sync_columns(sync: SyncDef, destination: Destination) -> SyncColumns:
+    c = sync.config
+    key = c.key_columns
+    mapped = [*c.identifiers.values(), *c.fields.values(), *destination.extra_columns(c)]
+    others = sorted({m for m in mapped if m not in key})
+    # Events are never updated or removed: their snapshot only needs keys and hashes.
+    values = [] if c.type == "events" else others
+    return SyncColumns(key=key, values=values, hashed=others)
+
+
+class Runner:
+    """Runs diffs and syncs for a loaded project. One instance per CLI command."""
+
+    def __init__(self, project: Project, reporter: Reporter | None = None) -> None:
+        self.project = project
+        self.reporter = reporter or NullReporter()
+
+    @contextmanager
+    def _session(self, syncs: list[SyncDef]) -> Iterator[tuple[WarehouseSession, StateStore]]:
+        warehouse = open_warehouse(self.project.target.config.warehouse, self.project.root)
+        with warehouse.session() as session:
+            state = StateStore.attach(session.conn, self.project.path(self.project.target.config.state.path))
+            needed = self.project.graph.upstream({s.config.model for s in syncs})
+            session.build([self.project.models[n] for n in needed])
+            self._check_columns(session, syncs)
+            yield session, state
+
+    def _check_columns(self, session: WarehouseSession, syncs: list[SyncDef]) -> None:
+        errors: list[ConfigError] = []
+        cache: dict[str, dict[str, str]] = {}
+        for sync in syncs:
+            c = sync.config
+            model_cols = cache.setdefault(c.model, session.columns(c.model))
+            dest = self.project.destination(sync)
+            wanted: list[tuple[str, str]] = [("primary_key", k) for k in c.key_columns]
+            wanted += [(f"identifiers.{k}", v) for k, v in c.identifiers.items()]
+            wanted += [(f"fields.{k}", v) for k, v in c.fields.items()]
+            wanted += [("event", v) for v in dest.extra_columns(c)]
+            for where, column in wanted:
+                if column not in model_cols:
+                    errors.append(ConfigError(
+                        f"sync {c.name!r}: {where} names column {column!r}, which model {c.model!r} does not produce "
+                        f"(its columns: {', '.join(model_cols)})",
+                        file=sync.where,
+                    ))
+            bad = [m for m in model_cols if m.startswith("__retl")]
+            if bad:
+                errors.append(ConfigError(f"model {c.model!r}: column names starting with __retl are reserved: {bad}", file=sync.where))
+        if errors:
+            raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
+
+    def _prepare(
+        self, session: WarehouseSession, state: StateStore, differ: Differ, sync: SyncDef, *, full_resync: bool, limit: int
+    ) -> Prepared:
+        c = sync.config
+        destination = self.project.destination(sync)
+        columns = sync_columns(sync, destination)
+        model_types = session.columns(c.model)
+        model_table = session.materialize(c.model, columns.all)
+        check_keys(session.conn, model_table, columns.key, c.model)
+        snapshot = state.ensure_snapshot(
+            c.name,
+            {k: model_types[k] for k in columns.key},
+            {v: model_types[v] for v in columns.values},
+            columns.hashed,
+        )
+        snapshot_rows = state.snapshot_count(c.name)
+        delta = differ.diff(
+            model_table=model_table, snapshot_table=snapshot.table, columns=columns,
+            sync_type=c.type, mode=c.effective_mode, full_resync=full_resync,
+        )
+        guard_error = _guard(c.guard, delta, snapshot_rows)
+        plan = SyncPlan(
+            sync=c.name, type=c.type, mode=c.effective_mode, destination=c.destination, model=c.model,
+            added=delta.added, changed=delta.changed, removed=delta.removed, snapshot_rows=snapshot_rows,
+            fingerprint=delta.fingerprint, full_resync=full_resync, guard_error=guard_error,
+            sample=sample_rows(session.conn, delta, limit),
+        )
+        return Prepared(sync, destination, columns, delta, plan, snapshot.table)
+
+    # --- diff --------------------------------------------------------------------------
+    def diff(self, selectors: list[str] | None = None, *, full_resync: bool = False, limit: int = 5) -> DiffResult:
+        syncs = self.project.select(selectors)
+        result = DiffResult(plans=[])
+        with self._session(syncs) as (session, state):
+            differ = Differ(session.conn)
+            for sync in syncs:
+                try:
+                    prepared = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=limit)
+                except (DataError, ModelError) as exc:
+                    result.errors[sync.name] = str(exc)
+                    continue
+                result.plans.append(prepared.plan)
+                self.reporter.plan_ready(prepared.plan)
+        return result
+
+    # --- sync --------------------------------------------------------------------------
+    def sync(
+        self,
+        selectors: list[str] | None = None,
+        *,
+        full_resync: bool = False,
+        force: bool = False,
+        plan_file: PlanFile | None = None,
+        trigger: str | None = None,
+    ) -> SyncResult:
+        if plan_file is not None:
+            selectors = [p.sync for p in plan_file.plans]
+        syncs = self.project.select(selectors)
+        runs: list[SyncRun] = []
+        with self._session(syncs) as (session, state), Sandboxes(self.project.root) as sandboxes:
+            differ = Differ(session.conn)
+            prepared: list[Prepared | SyncRun] = []
+            for sync in syncs:
+                try:
+                    p = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=0)
+                except (DataError, ModelError) as exc:
+                    prepared.append(self._record_failure(state, sync, "error", str(exc), full_resync, trigger))
+                    continue
+                prepared.append(p)
+            if plan_file is not None:
+                _check_plan(plan_file, [p.plan for p in prepared if isinstance(p, Prepared)])
+            for item in prepared:
+                if isinstance(item, SyncRun):
+                    runs.append(item)
+                    self.reporter.sync_done(item)
+                    continue
+                if item.plan.guard_error and not force:
+                    run = self._record_failure(state, item.sync, "guard", item.plan.guard_error, full_resync, trigger)
+                else:
+                    run = self._deliver(session, state, differ, item, sandboxes, full_resync, trigger)
+                runs.append(run)
+                self.reporter.sync_done(run)
+        return SyncResult(runs)
+
+    def _record_failure(self, state: StateStore, sync: SyncDef, status: str, error: str, full_resync: bool, trigger: str | None) -> SyncRun:
+        record = state.start_run(sync.name, full_resync=full_resync, trigger=trigger)
+        record.status, record.error = status, error
+        state.finish_run(record, keep=self.project.target.config.state.keep_runs)
+        return SyncRun(sync=sync.name, status=status, run_id=record.run_id, error=error, duration_s=record.duration_s or 0.0)
+
+    def _deliver(
+        self, session: WarehouseSession, state: StateStore, differ: Differ, item: Prepared,
+        sandboxes: Sandboxes, full_resync: bool, trigger: str | None,
+    ) -> SyncRun:
+        started = time.monotonic()
+        record = state.start_run(item.sync.name, full_resync=full_resync, trigger=trigger)
+        record.added, record.changed, record.removed = item.plan.added, item.plan.changed, item.plan.removed
+        run = SyncRun(sync=item.sync.name, status="success", run_id=record.run_id,
+                      added=item.plan.added, changed=item.plan.changed, removed=item.plan.removed)
+        try:
+            if item.delta.rows:
+                asyncio.run(self._send(session, state, differ, item, sandboxes, run, record))
+        except RetlError as exc:
+            run.status, run.error = "error", str(exc)
+        except Exception as exc:  # keep the run record honest even on a bug, then re-raise
+            run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
+            self._close_record(state, record, run, started)
+            raise
+        if run.status == "success" and (run.failed or run.rejected):
+            run.status = "partial"
+        self._close_record(state, record, run, started)
+        return run
+
+    def _close_record(self, state: StateStore, record: Any, run: SyncRun, started: float) -> None:
+        run.duration_s = time.monotonic() - started
+        record.status, record.error = run.status, run.error
+        record.sent, record.failed, record.rejected = run.sent, run.failed, run.rejected
+        state.finish_run(record, keep=self.project.target.config.state.keep_runs)
+
+    async def _send(
+        self, session: WarehouseSession, state: StateStore, differ: Differ, item: Prepared,
+        sandboxes: Sandboxes, run: SyncRun, record: Any,
+    ) -> None:
+        dest = item.destination
+        base_url = None
+        if dest.config.sandbox and not dest.config.base_url:
+            base_url = sandboxes.url(dest.name, dest.type_name) + dest.sandbox_path
+        client = DeliveryClient(dest.delivery_settings(base_url))
+        try:
+            writer = dest.writer(item.sync.config, client)
+            await writer.prepare()
+            chunk = dest.config.checkpoint_rows or max(1000, dest.batch_size * dest.config.concurrency * 4)
+            total = item.delta.rows
+            for lo in range(1, total + 1, chunk):
+                hi = min(total, lo + chunk - 1)
+                rows = self._rows(session, item, lo, hi)
+                try:
+                    outcome = await writer.write(rows)
+                except AuthError:
+                    raise
+                accepted = set(outcome.accepted)
+                not_accepted = [r.seq for r in rows if r.seq not in accepted]
+                differ.ack(item.delta, item.snapshot_table, lo, hi, not_accepted)
+                errors = self._row_errors(item, rows, outcome.rejected, outcome.failed, accepted)
+                state.add_row_errors(record, errors)
+                run.sent += len(accepted)
+                run.rejected += sum(1 for e in errors if e.kind == "rejected")
+                run.failed += sum(1 for e in errors if e.kind == "failed")
+                for e in errors[: max(0, 5 - len(run.rejected_sample))]:
+                    run.rejected_sample.append({"key": e.row_key, "reason": e.reason, "kind": e.kind})
+                self.reporter.progress(item.sync.name, hi, total)
+            await writer.finish()
+        finally:
+            await client.aclose()
+
+    def _rows(self, session: WarehouseSession, item: Prepared, lo: int, hi: int) -> list[DeltaRow]:
+        cols = item.columns
+        names = cols.all
+        olds = [OLD + c for c in cols.values]
+        select = ", ".join(f'"{n}"' if '"' not in n else _q(n) for n in [*names, *olds])
+        query = (
+            f"SELECT __retl_seq, __retl_action, __retl_kind, {select} FROM {item.delta.table} "
+            f"WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq"
+        )
+        out: list[DeltaRow] = []
+        n = len(names)
+        for row in session.conn.execute(query, [lo, hi]).fetchall():
+            values = dict(zip(names, row[3 : 3 + n], strict=True))
+            old = dict(zip(cols.values, row[3 + n :], strict=True)) if row[2] == "changed" else None
+            out.append(DeltaRow(seq=row[0], action=row[1], values=values, old=old))
+        return out
+
+    @staticmethod
+    def _row_errors(item: Prepared, rows: list[DeltaRow], rejected: dict[int, str], failed: dict[int, str], accepted: set[int]) -> list[RowError]:
+        key = item.columns.key
+        out: list[RowError] = []
+        for row in rows:
+            if row.seq in accepted:
+                continue
+            if row.seq in rejected:
+                kind, reason = "rejected", rejected[row.seq]
+            else:
+                kind, reason = "failed", failed.get(row.seq, "no answer from the destination for this row")
+            k = row.values[key[0]] if len(key) == 1 else [row.values[c] for c in key]
+            out.append(RowError(row_key=k if isinstance(k, str) else orjson.dumps(k, default=str).decode(), action=row.action, kind=kind, reason=reason))
+        return out
+
+
+def _q(name: str) -> str:
+    from reverse_etl.modeling.model import quote
+
+    return quote(name)
+
+
+def _guard(guard: GuardConfig | None, delta: Delta, snapshot_rows: int) -> str | None:
+    if guard is None:
+        return None
+    limit = GuardConfig.threshold(guard.max_removals, snapshot_rows)
+    if limit is not None and delta.removed > limit:
+        return (f"guard max_removals ({guard.max_removals}) tripped: the plan removes {delta.removed} of "
+                f"{snapshot_rows} rows; nothing was sent. Check the model, then rerun with --force to apply it")
+    limit = GuardConfig.threshold(guard.max_changes, snapshot_rows)
+    total = delta.added + delta.changed + delta.removed
+    if limit is not None and snapshot_rows and total > limit:
+        return (f"guard max_changes ({guard.max_changes}) tripped: the plan touches {total} rows against a snapshot "
+                f"of {snapshot_rows}; nothing was sent. Rerun with --force to apply it")
+    return None
+
+
+def _check_plan(saved: PlanFile, fresh: list[SyncPlan]) -> None:
+    now = {p.sync: p for p in fresh}
+    problems = []
+    for plan in saved.plans:
+        current = now.get(plan.sync)
+        if current is None:
+            problems.append(f"{plan.sync}: could not be planned now")
+        elif current.fingerprint != plan.fingerprint:
+            problems.append(
+                f"{plan.sync}: the data moved since the plan was made "
+                f"(planned +{plan.added} ~{plan.changed} -{plan.removed}, now +{current.added} ~{current.changed} -{current.removed})"
+            )
+    if problems:
+        raise PlanMismatchError("the saved plan no longer matches: " + "; ".join(problems),
+                                hint="run `retl diff --out plan.json` again, review it, then apply it")
+
+
+def load_project(project_dir: str | Path, *, target: str | None, profiles: str | Path | None, variables: dict[str, Any] | None = None) -> Project:
+    return Project.load(project_dir, target=target, profiles=profiles, variables=variables)
