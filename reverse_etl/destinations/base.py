@@ -192,6 +192,13 @@ class Destination(ABC):
         """Model columns a sync uses beyond primary key, identifiers and fields (e.g. event time)."""
         return []
 
+    def use_sandbox(self, root_url: str) -> str:
+        """Point this destination at its emulator at ``root_url``; return the base_url to use.
+
+        Destinations with more than one host (Optimizely's Event API) override this.
+        """
+        return root_url + self.sandbox_path
+
     @abstractmethod
     def base_url(self) -> str:
         """Where the API is, after ``base_url`` / instance / region."""
