@@ -220,7 +220,7 @@ class Runner:
         dest = item.destination
         base_url = None
         if dest.config.sandbox and not dest.config.base_url:
-            base_url = dest.use_sandbox(sandboxes.url(dest.name, dest.type_name))
+            base_url = dest.use_sandbox(sandboxes.url(dest.name, dest.type_name, dest.sandbox_options()))
         client = DeliveryClient(dest.delivery_settings(base_url))
         try:
             writer = dest.writer(item.sync.config, client)

@@ -192,6 +192,10 @@ class Destination(ABC):
         """Model columns a sync uses beyond primary key, identifiers and fields (e.g. event time)."""
         return []
 
+    def sandbox_options(self) -> dict[str, Any]:
+        """Constructor options for this destination's emulator (e.g. the profile's project ids)."""
+        return {}
+
     def use_sandbox(self, root_url: str) -> str:
         """Point this destination at its emulator at ``root_url``; return the base_url to use.
 

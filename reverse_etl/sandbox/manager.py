@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from reverse_etl.sandbox.registry import emulator_class
 from reverse_etl.sandbox.server import SandboxServer
@@ -22,10 +23,12 @@ class Sandboxes(AbstractContextManager["Sandboxes"]):
         self.root = root
         self.servers: dict[str, SandboxServer] = {}
 
-    def url(self, destination_name: str, destination_type: str) -> str:
+    def url(self, destination_name: str, destination_type: str, options: dict[str, Any] | None = None) -> str:
         server = self.servers.get(destination_name)
         if server is None:
-            emulator = emulator_class(destination_type)(state_path=sandbox_state_path(self.root, destination_name))
+            emulator = emulator_class(destination_type)(
+                state_path=sandbox_state_path(self.root, destination_name), **(options or {})
+            )
             server = SandboxServer(emulator).start()
             self.servers[destination_name] = server
         return server.url
