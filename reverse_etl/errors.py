@@ -52,7 +52,8 @@ class ConfigErrors(ConfigError):
 
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = errors
-        lines = [f"{len(errors)} configuration problem(s):"] + [f"  - {e}" for e in errors]
+        lines = [f"{len(errors)} configuration problem(s):"]
+        lines += [f"  - {e.message}" + (f" ({e.hint})" if e.hint else "") for e in errors]
         RetlError.__init__(self, "\n".join(lines))
         self.file = None
 

@@ -208,7 +208,7 @@ def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
     sys.exit(sync_result.exit_code)
 
 
-@cli.group(invoke_without_command=True)
+@cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("selectors", nargs=-1)
 @common_options
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="How many runs to list.")
@@ -217,29 +217,23 @@ def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
 @handle_errors
 def runs(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None, profiles: str | None, target: str | None,
          debug: bool | None, limit: int, fmt: str) -> None:
-    """History of sync runs, newest first. `retl runs show RUN_ID` lists a run's row errors."""
-    if ctx.invoked_subcommand is not None:
+    """History of sync runs, newest first; `retl runs show RUN_ID` lists one run's row errors.
+
+    \b
+    retl runs                      the last runs of every sync
+    retl runs audiences            the last runs of the syncs in syncs/audiences.yml
+    retl runs show 3f2a9c          one run (an id prefix is enough): counts, error, and each
+                                   row rejected or not delivered, with the reason
+    """
+    from reverse_etl.api import history, run_detail
+
+    c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
+    if selectors and selectors[0] == "show":
+        if len(selectors) != 2:
+            raise click.UsageError("usage: retl runs show RUN_ID")
+        console.render_run_detail(run_detail(c.project_dir, selectors[1], target=c.target, profiles=c.profiles), fmt)
         return
-    from reverse_etl.api import history
-
-    c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
     console.render_history(history(c.project_dir, list(selectors), target=c.target, profiles=c.profiles, limit=limit), fmt)
-
-
-@runs.command("show")
-@click.argument("run_id")
-@common_options
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-@click.pass_context
-@handle_errors
-def runs_show(ctx: click.Context, run_id: str, project_dir: str | None, profiles: str | None, target: str | None,
-              debug: bool | None, fmt: str) -> None:
-    """One run: its counts, error, and every row rejected or not delivered, with the reason."""
-    from reverse_etl.api import run_detail
-
-    c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
-    record = run_detail(c.project_dir, run_id, target=c.target, profiles=c.profiles)
-    console.render_run_detail(record, fmt)
 
 
 @cli.group()

@@ -41,8 +41,20 @@ def _inner_model(annotation: Any) -> Any:
 def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: type[BaseModel], what: str) -> list[ConfigError]:
     """One ConfigError per pydantic error, located in ``doc`` under ``base``."""
     out: list[ConfigError] = []
-    for err in exc.errors():
-        loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
+    errors = [(_clean_loc(err["loc"]), err) for err in exc.errors()]
+    missing = {loc for loc, err in errors if err["type"] == "missing"}
+    # A misspelt required key shows as an unknown key plus a missing one: report it once,
+    # suggesting the missing key first ("modle" -> "model", not "mode").
+    suggested: set[Loc] = set()
+    for loc, err in errors:
+        if err["type"] == "extra_forbidden":
+            parent_missing = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
+            close = difflib.get_close_matches(str(loc[-1]), parent_missing, n=1)
+            if close:
+                suggested.add((*loc[:-1], close[0]))
+    for loc, err in errors:
+        if err["type"] == "missing" and loc in suggested:
+            continue
         full = (*base, *loc)
         key = ".".join(str(p) for p in loc) or "(top level)"
         where = doc.where(full) if doc else None
@@ -50,7 +62,8 @@ def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: t
         if err["type"] == "extra_forbidden":
             name = str(loc[-1])
             allowed = _allowed_keys(model, loc[:-1])
-            close = difflib.get_close_matches(name, allowed, n=1)
+            preferred = [str(m[-1]) for m in suggested if m[:-1] == loc[:-1]]
+            close = difflib.get_close_matches(name, preferred, n=1) or difflib.get_close_matches(name, allowed, n=1)
             message = f"{what}: unknown key {key!r}"
             if close:
                 hint = f"did you mean {close[0]!r}?"
@@ -64,6 +77,10 @@ def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: t
             message = f"{what}: {key}: {err['msg']}{shown}"
         out.append(ConfigError(message, file=where, hint=hint))
     return out
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> Loc:
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "tagged-union"))))
 
 
 def validate(model: type[M], data: Any, *, doc: YamlDoc | None, base: Loc, what: str) -> tuple[M | None, list[ConfigError]]:

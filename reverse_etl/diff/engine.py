@@ -189,13 +189,14 @@ class Differ:
 
         branches: list[str] = []
         table = _ACTIONS[(sync_type, mode)]
-        plain = columns.all
         for op_name, outcomes in table.items():
             for action, kind, ack in outcomes:
-                branches.append(self._branch(op_name, action, kind, ack, plain))
+                # The leave half of a changed member speaks for the old identity: send the old values.
+                old = values if (op_name == "changed" and ack == "delete") else []
+                branches.append(self._branch(op_name, action, kind, ack, old))
         if full_resync:
             action, kind, ack = _RESEND[(sync_type, mode)]
-            branches.append(self._branch("same", action, kind, ack, plain))
+            branches.append(self._branch("same", action, kind, ack, []))
         union = " UNION ALL ".join(branches)
         order = ", ".join(quote(k) for k in key)
         return (
@@ -205,10 +206,14 @@ class Differ:
         )
 
     @staticmethod
-    def _branch(op: str, action: str, kind: str, ack: str, plain: list[str]) -> str:
+    def _branch(op: str, action: str, kind: str, ack: str, use_old: list[str]) -> str:
+        # op/action/kind/ack are this module's constants, never user input; columns are quoted.
+        replace = ""
+        if use_old:
+            replace = " REPLACE (" + ", ".join(f"{quote(OLD + c)} AS {quote(c)}" for c in use_old) + ")"
         return (
             f"SELECT {_ORDER[ack]} AS __retl_order, '{kind}' AS __retl_kind, '{action}' AS __retl_action, "
-            f"'{ack}' AS __retl_ack, * EXCLUDE (__retl_op) FROM d WHERE __retl_op = '{op}'"
+            f"'{ack}' AS __retl_ack, * EXCLUDE (__retl_op){replace} FROM d WHERE __retl_op = '{op}'"
         )
 
     def ack(self, delta: Delta, snapshot_table: str, lo: int, hi: int, not_accepted: list[int]) -> int:

@@ -129,6 +129,7 @@ class StateStore:
         store = StateStore(conn, path)
         if not (read_only and not fresh):
             store.migrate()
+            store._close_orphans()
         else:
             store._check_version()
         return store
@@ -182,6 +183,15 @@ class StateStore:
             except Exception:
                 self.conn.execute("ROLLBACK")
                 raise
+
+    def _close_orphans(self) -> None:
+        # DuckDB lets one process at a time open this file for writing, so a run still marked
+        # running now belongs to a process that died (SIGKILL, power loss) before finishing it.
+        self.conn.execute(
+            f"UPDATE {CATALOG}._retl_runs SET status = 'aborted', "
+            "error = 'the process ended before the run finished; rows it had not acknowledged are sent by the next run' "
+            "WHERE status = 'running'"
+        )
 
     # --- snapshots ---------------------------------------------------------------------
     def snapshot(self, sync: str) -> SnapshotInfo | None:
