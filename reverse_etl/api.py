@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from pathlib import Path
 from typing import Any
 
-from reverse_etl.errors import ConfigError
+from reverse_etl.errors import ConfigError, StateError
 from reverse_etl.plan import PlanFile
 from reverse_etl.project import Project
 from reverse_etl.results import DiffResult, Reporter, SyncResult
@@ -69,13 +71,25 @@ def sync(
     variables: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
     trigger: str | None = None,
+    wait: bool | float = False,
+    stop: threading.Event | None = None,
 ) -> SyncResult:
-    """Send what changed to the selected syncs' destinations; ``plan`` applies a saved plan exactly."""
+    """Send what changed to the selected syncs' destinations; ``plan`` applies a saved plan exactly.
+
+    Each sync runs under its lock: one another process is running is reported ``skipped``
+    (already running), or waited for with ``wait`` (True: as long as it takes; a number: seconds),
+    which also waits out a state store or warehouse busy with another process. Setting ``stop``
+    ends the run after its current chunk. Alerts of the target's ``alerts:`` are fired.
+    """
+    from reverse_etl.scheduler.execute import locked_sync
+
     project = _load(project_dir, target, profiles, variables)
     plan_file = PlanFile.read(plan) if plan else None
     if plan_file is not None and plan_file.target != project.target.name:
         raise ConfigError(f"the plan was made for target {plan_file.target!r}, not {project.target.name!r}", file=str(plan))
-    return Runner(project, reporter).sync(selectors, full_resync=full_resync, force=force, plan_file=plan_file, trigger=trigger)
+    seconds = math.inf if wait is True else float(wait or 0)
+    return locked_sync(project, selectors, reporter=reporter, full_resync=full_resync, force=force, plan_file=plan_file,
+                       trigger=trigger, wait=seconds, stop=stop)
 
 
 def history(
@@ -88,8 +102,16 @@ def history(
     path = project.path(project.target.config.state.path)
     if not path.exists():
         return []
-    with StateStore.open(path) as state:
-        return state.runs(names, limit=limit)
+    try:
+        with StateStore.open(path) as state:
+            return state.runs(names, limit=limit)
+    except StateError as exc:
+        from reverse_etl.scheduler.execute import is_busy
+        from reverse_etl.scheduler.status import history_while_busy
+
+        if not is_busy(exc):
+            raise
+        return history_while_busy(project, names, limit)  # a sync is running: say what we can
 
 
 def run_detail(project_dir: str | Path, run_id: str, *, target: str | None = None, profiles: str | Path | None = None) -> RunRecord:

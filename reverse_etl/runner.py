@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +21,16 @@ import orjson
 
 from reverse_etl.config.syncs import GuardConfig
 from reverse_etl.delivery.client import AuthError, DeliveryClient
-from reverse_etl.destinations.base import DeltaRow, Destination
-from reverse_etl.diff.engine import OLD, Delta, Differ, SyncColumns, check_keys
+from reverse_etl.destinations.base import DeltaRow, Destination, WriterState
+from reverse_etl.diff.engine import Delta, Differ, SyncColumns
 from reverse_etl.errors import ConfigError, ConfigErrors, DataError, ModelError, PlanMismatchError, RetlError
+from reverse_etl.modeling.model import quote
 from reverse_etl.plan import PlanFile, SyncPlan, sample_rows
 from reverse_etl.project import Project, SyncDef
 from reverse_etl.results import DiffResult, NullReporter, Reporter, SyncResult, SyncRun
 from reverse_etl.sandbox.manager import Sandboxes
 from reverse_etl.state import RowError, StateStore
+from reverse_etl.state.store import CATALOG
 from reverse_etl.warehouse import open_warehouse
 from reverse_etl.warehouse.base import WarehouseSession
 
@@ -50,15 +52,20 @@ def sync_columns(sync: SyncDef, destination: Destination) -> SyncColumns:
     others = sorted({m for m in mapped if m not in key})
     # Events are never updated or removed: their snapshot only needs keys and hashes.
     values = [] if c.type == "events" else others
-    return SyncColumns(key=key, values=values, hashed=others)
+    identity = sorted({v for v in c.identifiers.values() if v not in key})
+    return SyncColumns(key=key, values=values, hashed=others, identity=identity)
 
 
 class Runner:
     """Runs diffs and syncs for a loaded project. One instance per CLI command."""
 
-    def __init__(self, project: Project, reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, project: Project, reporter: Reporter | None = None, should_stop: Callable[[], bool] | None = None
+    ) -> None:
         self.project = project
         self.reporter = reporter or NullReporter()
+        # Asked before each chunk; True ends the run there (status "interrupted"), e.g. on SIGTERM.
+        self.should_stop = should_stop or (lambda: False)
 
     @contextmanager
     def _session(self, syncs: list[SyncDef]) -> Iterator[tuple[WarehouseSession, StateStore]]:
@@ -101,8 +108,7 @@ class Runner:
         destination = self.project.destination(sync)
         columns = sync_columns(sync, destination)
         model_types = session.columns(c.model)
-        model_table = session.materialize(c.model, columns.all)
-        check_keys(session.conn, model_table, columns.key, c.model)
+        model_table = session.relation(c.model, columns.all)
         snapshot = state.ensure_snapshot(
             c.name,
             {k: model_types[k] for k in columns.key},
@@ -112,14 +118,14 @@ class Runner:
         snapshot_rows = state.snapshot_count(c.name)
         delta = differ.diff(
             model_table=model_table, snapshot_table=snapshot.table, columns=columns,
-            sync_type=c.type, mode=c.effective_mode, full_resync=full_resync,
+            sync_type=c.type, mode=c.effective_mode, full_resync=full_resync, model=c.model,
         )
         guard_error = _guard(c.guard, delta, snapshot_rows)
         plan = SyncPlan(
             sync=c.name, type=c.type, mode=c.effective_mode, destination=c.destination, model=c.model,
             added=delta.added, changed=delta.changed, removed=delta.removed, snapshot_rows=snapshot_rows,
             fingerprint=delta.fingerprint, full_resync=full_resync, guard_error=guard_error,
-            sample=sample_rows(session.conn, delta, limit),
+            sample=sample_rows(session.conn, delta, snapshot.table, limit),
         )
         return Prepared(sync, destination, columns, delta, plan, snapshot.table)
 
@@ -224,10 +230,15 @@ class Runner:
         client = DeliveryClient(dest.delivery_settings(base_url))
         try:
             writer = dest.writer(item.sync.config, client)
+            writer.state = StoreWriterState(state, item.snapshot_table)
             await writer.prepare()
             chunk = dest.config.checkpoint_rows or max(1000, dest.batch_size * dest.config.concurrency * 4)
             total = item.delta.rows
             for lo in range(1, total + 1, chunk):
+                if self.should_stop():
+                    # Every chunk so far is acked into the snapshot; the rest is the next run's diff.
+                    run.status, run.error = "interrupted", f"stopped on request after {lo - 1} of {total} rows; the next run sends the rest"
+                    break
                 hi = min(total, lo + chunk - 1)
                 rows = self._rows(session, item, lo, hi)
                 try:
@@ -250,21 +261,15 @@ class Runner:
             await client.aclose()
 
     def _rows(self, session: WarehouseSession, item: Prepared, lo: int, hi: int) -> list[DeltaRow]:
-        cols = item.columns
-        names = cols.all
-        olds = [OLD + c for c in cols.values]
-        select = ", ".join(f'"{n}"' if '"' not in n else _q(n) for n in [*names, *olds])
+        names = item.columns.all
         query = (
-            f"SELECT __retl_seq, __retl_action, __retl_kind, {select} FROM {item.delta.table} "
+            f"SELECT __retl_seq, __retl_action, {', '.join(quote(n) for n in names)} FROM {item.delta.table} "
             f"WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq"
         )
-        out: list[DeltaRow] = []
-        n = len(names)
-        for row in session.conn.execute(query, [lo, hi]).fetchall():
-            values = dict(zip(names, row[3 : 3 + n], strict=True))
-            old = dict(zip(cols.values, row[3 + n :], strict=True)) if row[2] == "changed" else None
-            out.append(DeltaRow(seq=row[0], action=row[1], values=values, old=old))
-        return out
+        return [
+            DeltaRow(seq=row[0], action=row[1], values=dict(zip(names, row[2:], strict=True)))
+            for row in session.conn.execute(query, [lo, hi]).fetchall()
+        ]
 
     @staticmethod
     def _row_errors(item: Prepared, rows: list[DeltaRow], rejected: dict[int, str], failed: dict[int, str], accepted: set[int]) -> list[RowError]:
@@ -282,10 +287,35 @@ class Runner:
         return out
 
 
-def _q(name: str) -> str:
-    from reverse_etl.modeling.model import quote
+# --- Writer.state: what a writer may keep and read in the state store ---------------------
+class StoreWriterState(WriterState):
+    """:class:`WriterState` over the state store: values in ``_retl_meta`` (keys prefixed
+    ``writer:``), the snapshot streamed through its own cursor so other queries may interleave."""
 
-    return quote(name)
+    PREFIX = "writer:"
+
+    def __init__(self, state: StateStore, snapshot_table: str) -> None:
+        self._conn = state.conn
+        self._snapshot_table = snapshot_table
+
+    def get(self, key: str) -> str | None:
+        row = self._conn.execute(f"SELECT value FROM {CATALOG}._retl_meta WHERE key = ?", [self.PREFIX + key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, key: str, value: str | None) -> None:
+        if value is None:
+            self._conn.execute(f"DELETE FROM {CATALOG}._retl_meta WHERE key = ?", [self.PREFIX + key])
+        else:
+            self._conn.execute(f"INSERT OR REPLACE INTO {CATALOG}._retl_meta VALUES (?, ?)", [self.PREFIX + key, value])
+
+    def snapshot(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {self._snapshot_table}")
+            while batch := cursor.fetchmany(10_000):
+                yield from batch
+        finally:
+            cursor.close()
 
 
 def _guard(guard: GuardConfig | None, delta: Delta, snapshot_rows: int) -> str | None:

@@ -177,11 +177,13 @@ def diff(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
 @click.option("--force", is_flag=True, help="Apply plans even where a guard (e.g. max_removals) would refuse.")
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="Apply exactly this saved plan (from `retl diff --out`); refuse if the data moved since.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(0), help="With --dry-run: sample rows shown per kind.")
+@click.option("--wait", is_flag=True, help="If another process is running a selected sync, wait for it instead of skipping that sync.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="json prints only JSON on stdout.")
 @click.pass_context
 @handle_errors
 def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None, profiles: str | None, target: str | None,
-         debug: bool | None, dry_run: bool, full_resync: bool, force: bool, plan_path: str | None, limit: int, fmt: str) -> None:
+         debug: bool | None, dry_run: bool, full_resync: bool, force: bool, plan_path: str | None, limit: int, wait: bool,
+         fmt: str) -> None:
     """Send what changed since the last sync to each selected sync's destination.
 
     Only rows the destination accepted enter the snapshot; rejected or undelivered rows are
@@ -202,7 +204,7 @@ def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
     reporter = console.TextReporter(show_progress=fmt == "text")
     sync_result = do_sync(
         c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, force=force,
-        plan=Path(plan_path) if plan_path else None, reporter=reporter,
+        plan=Path(plan_path) if plan_path else None, reporter=reporter, wait=wait,
     )
     console.render_runs_result(sync_result, fmt)
     sys.exit(sync_result.exit_code)
@@ -296,6 +298,11 @@ def sandbox_show(ctx: click.Context, destination: str, user: str | None, project
 
     c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
     console.print_json(sandbox_state(c.project_dir, destination, user=user, target=c.target, profiles=c.profiles))
+
+
+from reverse_etl.cli.schedule import command as schedule_command  # noqa: E402 - it uses the helpers above
+
+cli.add_command(schedule_command())
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reverse_etl.config.templating import render_tree
 from reverse_etl.config.validation import validate
@@ -33,9 +34,50 @@ class StateConfig(Strict):
     keep_runs: int = Field(default=1000, ge=1, description="run records kept per sync")
 
 
+AlertKind = Literal["failure", "rejected", "guard"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("failure", "rejected", "guard")
+
+
+class AlertsConfig(Strict):
+    """Where ``retl sync`` and ``retl schedule`` report runs that need a person (docs/scheduling.md)."""
+
+    webhook: str | None = Field(default=None, description="URL that receives a JSON POST per alert")
+    command: str | None = Field(default=None, description="shell command run with the alert JSON on stdin")
+    on: list[AlertKind] = Field(default_factory=lambda: list(ALERT_KINDS))
+    rejected_threshold: int = Field(default=0, ge=0, description="alert when more rows than this were not delivered")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("webhook must be an http(s) URL")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("webhook must use https unless the host is loopback (127.0.0.1 / localhost)")
+        return value
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> AlertsConfig:
+        if not (self.webhook or self.command):
+            raise ValueError("alerts need a `webhook:` URL, a `command:`, or both")
+        return self
+
+
 class TargetConfig(Strict):
     warehouse: WarehouseConfig = Field(default_factory=DuckDBWarehouseConfig)
     state: StateConfig = Field(default_factory=StateConfig)
+    alerts: AlertsConfig | None = None
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     vars: dict[str, Any] = Field(default_factory=dict)
 

@@ -7,7 +7,10 @@ import time
 
 
 class RateLimiter:
-    """At most ``rate`` requests per second on average, bursts up to ``burst``.
+    """At most ``rate`` requests per second, paced evenly; bursts up to ``burst`` (default 1).
+
+    A burst of 1 keeps every one-second window at or under ``rate``, which is what sliding-window
+    APIs (ODP's 10 requests/s) enforce; a larger burst would trade 429s for a faster start.
 
     :meth:`pause_until` makes every caller wait until a moment the server named (a 429's
     ``Retry-After`` or ``X-RateLimit-Reset``), so one throttled request slows all of them.
@@ -15,7 +18,7 @@ class RateLimiter:
 
     def __init__(self, rate: float | None, burst: float | None = None) -> None:
         self.rate = rate if rate and rate > 0 else None
-        self.capacity = max(1.0, burst if burst is not None else (self.rate or 1.0))
+        self.capacity = max(1.0, burst if burst is not None else 1.0)
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.paused_until = 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -34,8 +34,9 @@ ACTIONS = ("upsert", "update", "insert", "remove", "join", "leave", "track")
 class DeltaRow:
     seq: int
     action: str
-    values: dict[str, Any]  # model column -> value; for remove/leave rows, the snapshot's values
-    old: dict[str, Any] | None = None  # for changed rows, the snapshot's values
+    # model column -> value. Remove/leave rows carry the snapshot's key and identifier values
+    # (what addresses the old identity); their other columns are None.
+    values: dict[str, Any]
 
 
 @dataclass
@@ -107,6 +108,50 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload, default=json_default, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z)
 
 
+class WriterState(ABC):
+    """What a writer may keep and read in the state store; the runner sets :attr:`Writer.state`.
+
+    ``get`` / ``put`` hold small values between runs under keys the writer chooses (ids learnt
+    from an API, the content of a list an API can only replace whole). Keys are shared by every
+    sync and destination of the state store, so a writer namespaces them. ``snapshot`` streams
+    this sync's snapshot rows (what the destination is known to hold); read it in
+    :meth:`Writer.prepare`, before the first chunk is acknowledged.
+    """
+
+    @abstractmethod
+    def get(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+
+    @abstractmethod
+    def put(self, key: str, value: str | None) -> None:
+        """Store ``value`` under ``key`` (None forgets the key); committed at once."""
+
+    @abstractmethod
+    def snapshot(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        """This sync's snapshot rows, as tuples of ``columns`` (key or value columns)."""
+
+
+class MemoryState(WriterState):
+    """A :class:`WriterState` in memory: the default outside a run (unit tests of writers)."""
+
+    def __init__(self, values: dict[str, str] | None = None, snapshot_rows: Sequence[dict[str, Any]] = ()) -> None:
+        self.values = dict(values or {})
+        self.snapshot_rows = list(snapshot_rows)
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = value
+
+    def snapshot(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        for row in self.snapshot_rows:
+            yield tuple(row[c] for c in columns)
+
+
 class Writer(ABC):
     """Writes one sync's delta in chunks. One instance per sync per run."""
 
@@ -114,6 +159,7 @@ class Writer(ABC):
         self.destination = destination
         self.sync = sync
         self.client = client
+        self.state: WriterState = MemoryState()  # the runner replaces it with the state store's
 
     async def prepare(self) -> None:  # noqa: B027 - optional hook
         """Called once before the first chunk (e.g. create a list if missing)."""
@@ -140,7 +186,7 @@ class BatchWriter(Writer):
     async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
         calls, local_rejects = self.build(rows)
         result = ChunkResult(rejected=dict(local_rejects))
-        outcomes = await asyncio.gather(*(self._one(call) for call in calls), return_exceptions=True)
+        outcomes = await asyncio.gather(*(self.send_call(call) for call in calls), return_exceptions=True)
         for call, outcome in zip(calls, outcomes, strict=True):
             if isinstance(outcome, AuthError):
                 raise outcome
@@ -152,7 +198,8 @@ class BatchWriter(Writer):
                 result.merge(outcome)
         return result
 
-    async def _one(self, call: Call) -> ChunkResult:
+    async def send_call(self, call: Call) -> ChunkResult:
+        """Send one call and read its per-row results; override to follow up (e.g. resend the valid rows)."""
         response = await self.client.send(call)
         return self.outcome(call, response)
 

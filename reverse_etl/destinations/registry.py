@@ -8,6 +8,8 @@ from reverse_etl.destinations.base import Destination
 
 _DESTINATIONS: dict[str, str] = {
     "braze": "reverse_etl.destinations.braze.destination:BrazeDestination",
+    "odp": "reverse_etl.destinations.odp.destination:OdpDestination",
+    "optimizely": "reverse_etl.destinations.optimizely.destination:OptimizelyDestination",
 }
 
 

@@ -19,15 +19,14 @@ No row ever passes through Python to compute the diff; only the delta is streame
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
-from sqlglot import exp
 
 from reverse_etl.errors import DataError
 from reverse_etl.modeling.model import quote
-from reverse_etl.sqlbuild import col, ident, row_hash, sql
+from reverse_etl.sqlbuild import ident, row_hash, sql
 
 OLD = "__retl_old__"
 
@@ -72,6 +71,7 @@ class SyncColumns:
     key: list[str]
     values: list[str]  # stored in the snapshot (sorted)
     hashed: list[str]  # hashed to detect changes (sorted)
+    identity: list[str] = field(default_factory=list)  # non-key identifier columns: removals need their old values
 
     @property
     def all(self) -> list[str]:
@@ -89,14 +89,16 @@ class Delta:
     removed: int
     rows: int
     fingerprint: str
+    split: bool = False  # holds audience identity changes (a leave and a join for one key)
 
 
 def check_keys(conn: duckdb.DuckDBPyConnection, model_table: str, key: list[str], model: str, examples: int = 5) -> None:
     """Refuse null or duplicate primary keys, listing example rows."""
     keys = ", ".join(quote(k) for k in key)
+    distinct_of = keys if len(key) == 1 else f"({keys})"
     any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
     row = conn.execute(
-        f"SELECT count(*) FILTER (WHERE {any_null}), count(*), count(DISTINCT ({keys})) FROM {model_table}"
+        f"SELECT count(*) FILTER (WHERE {any_null}), count(*), count(DISTINCT {distinct_of}) FROM {model_table}"
     ).fetchone()
     assert row is not None
     nulls, total, distinct = int(row[0]), int(row[1]), int(row[2])
@@ -136,84 +138,118 @@ class Differ:
         sync_type: str,
         mode: str,
         full_resync: bool = False,
+        model: str = "model",
     ) -> Delta:
+        """Build the delta table; raise DataError (and build nothing) on null or duplicate keys."""
         self._n += 1
+        joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
         delta = f"memory.main.{quote(f'__retl_delta_{self._n}')}"
-        self.conn.execute(f"CREATE OR REPLACE TABLE {delta} AS {self._delta_sql(model_table, snapshot_table, columns, sync_type, mode, full_resync)}")
+        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {self._join_sql(model_table, snapshot_table, columns, full_resync)}")
+        try:
+            self._check_keys(joined, model_table, snapshot_table, columns.key, model)
+            self.conn.execute(f"CREATE OR REPLACE TABLE {delta} AS {self._delta_sql(joined, snapshot_table, columns, sync_type, mode, full_resync)}")
+        finally:
+            self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
+        keys = ", ".join(quote(k) for k in columns.key)
         counts = self.conn.execute(
             f"SELECT count(*) FILTER (WHERE __retl_kind = 'added'), count(*) FILTER (WHERE __retl_kind = 'changed'), "
             f"count(*) FILTER (WHERE __retl_kind = 'removed'), count(*), "
-            f"coalesce(bit_xor(hash(__retl_action, {', '.join(quote(k) for k in columns.key)}, __retl_hash, __retl_old_hash)), 0) "
+            f"coalesce(bit_xor(hash(__retl_action, {keys}, __retl_hash, __retl_old_hash)), 0), "
+            f"count(*) FILTER (WHERE __retl_op = 'changed' AND __retl_ack = 'insert') "
             f"FROM {delta}"
         ).fetchone()
         assert counts is not None
-        return Delta(delta, columns, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]), f"{counts[3]}:{counts[4]:x}")
+        return Delta(delta, columns, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]),
+                     f"{counts[3]}:{counts[4]:x}", split=bool(counts[5]))
+
+    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
+        """Null and duplicate keys, proven from counts the join already made.
+
+        Snapshot keys are unique (the ack keeps them so), so every model row is exactly one
+        join row: added, or matched to one snapshot row. With unique model keys, then,
+        model rows = added + (snapshot rows - removed), and added keys are distinct. A NULL
+        key never matches, so it shows as an added row. Only on failure is the model scanned
+        again for examples.
+        """
+        any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        keys = ", ".join(quote(k) for k in key)
+        distinct_of = keys if len(key) == 1 else f"({keys})"
+        row = self.conn.execute(
+            f"SELECT count(*) FILTER (WHERE __retl_op = 'added'), count(*) FILTER (WHERE __retl_op = 'removed'), "
+            f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
+            f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
+            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}) FROM {joined}"
+        ).fetchone()
+        assert row is not None
+        added, removed, nulls, distinct_added, model_rows, snapshot_rows = (int(v) for v in row)
+        if nulls or distinct_added + nulls != added or model_rows != added + snapshot_rows - removed:
+            check_keys(self.conn, model_table, key, model)
+
+    def _join_sql(self, model_table: str, snapshot_table: str, columns: SyncColumns, full_resync: bool) -> str:
+        """The delta keys: a full outer join whose snapshot side carries only key + hash.
+
+        Keeping the snapshot side narrow keeps the join's hash table small; the few old
+        values a sync needs are fetched afterwards for the delta rows only.
+        """
+        q = quote
+        key = columns.key
+        keys = ", ".join(q(k) for k in key)
+        others = [c for c in columns.all if c not in key]
+        new_hash = sql(row_hash(columns.hashed, None))
+        on_key = " AND ".join(f"n.{q(k)} = o.{q(k)}" for k in key)
+        differs = "" if full_resync else (
+            " WHERE o.__retl_hash IS NULL OR n.__retl_in_model IS NULL OR n.__retl_hash <> o.__retl_hash"
+        )
+        return (
+            "SELECT CASE WHEN o.__retl_hash IS NULL THEN 'added' WHEN n.__retl_in_model IS NULL THEN 'removed' "
+            "WHEN n.__retl_hash <> o.__retl_hash THEN 'changed' ELSE 'same' END AS __retl_op, "
+            + ", ".join(f"coalesce(n.{q(k)}, o.{q(k)}) AS {q(k)}" for k in key)
+            + "".join(f", n.{q(c)}" for c in others)
+            + ", n.__retl_hash AS __retl_hash, o.__retl_hash AS __retl_old_hash "
+            f"FROM (SELECT {', '.join(q(c) for c in columns.all)}, {new_hash} AS __retl_hash, true AS __retl_in_model "
+            f"FROM {model_table}) AS n "
+            f"FULL OUTER JOIN (SELECT {keys}, __retl_hash FROM {snapshot_table}) AS o ON {on_key}{differs}"
+        )
 
     def _delta_sql(
-        self, model_table: str, snapshot_table: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
+        self, joined: str, snapshot_table: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
     ) -> str:
-        key, values = columns.key, columns.values
-        m = exp.select(*[col(c) for c in columns.all], row_hash(columns.hashed, None).as_("__retl_hash"),
-                       exp.true().as_("__retl_in_model")).from_(exp.to_table(model_table, dialect="duckdb"))
-        on = exp.and_(*[exp.EQ(this=col(k, "m"), expression=col(k, "s")) for k in key])
-        in_model = col("__retl_in_model", "m")
-        in_snap = exp.Not(this=exp.Is(this=col("__retl_hash", "s"), expression=exp.null()))
-        op = exp.Case(
-            ifs=[
-                exp.If(this=exp.Not(this=in_snap), true=exp.Literal.string("added")),
-                exp.If(this=exp.Is(this=in_model, expression=exp.null()), true=exp.Literal.string("removed")),
-                exp.If(this=exp.NEQ(this=col("__retl_hash", "m"), expression=col("__retl_hash", "s")),
-                       true=exp.Literal.string("changed")),
-            ],
-            default=exp.Literal.string("same"),
-        )
-        projections: list[exp.Expr] = [op.as_("__retl_op")]
-        projections += [exp.Coalesce(this=col(k, "m"), expressions=[col(k, "s")]).as_(k) for k in key]
-        for c in [c for c in columns.all if c not in key]:
-            if c in values:
-                projections.append(exp.Case(ifs=[exp.If(this=exp.Is(this=in_model, expression=exp.null()), true=col(c, "s"))],
-                                            default=col(c, "m")).as_(c))
-            else:
-                projections.append(col(c, "m").as_(c))
-        projections += [col(c, "s").as_(OLD + c) for c in values]
-        projections += [col("__retl_hash", "m").as_("__retl_hash"), col("__retl_hash", "s").as_("__retl_old_hash")]
-        joined = (
-            exp.select(*projections)
-            .from_(m.subquery("m"))
-            .join(exp.to_table(snapshot_table, dialect="duckdb").as_("s"), on=on, join_type="full outer")
-        )
-        if not full_resync:
-            joined = joined.where(exp.or_(exp.Not(this=in_snap), exp.Is(this=in_model, expression=exp.null()),
-                                          exp.NEQ(this=col("__retl_hash", "m"), expression=col("__retl_hash", "s"))))
-        joined_sql = sql(joined)
-
-        branches: list[str] = []
-        table = _ACTIONS[(sync_type, mode)]
-        for op_name, outcomes in table.items():
-            for action, kind, ack in outcomes:
-                # The leave half of a changed member speaks for the old identity: send the old values.
-                old = values if (op_name == "changed" and ack == "delete") else []
-                branches.append(self._branch(op_name, action, kind, ack, old))
+        """Expand each join row into the writer's actions (an audience identity change becomes a
+        leave and a join) by joining a tiny constant table, and number the rows in send order."""
+        q = quote
+        key = columns.key
+        others = [c for c in columns.all if c not in key]
+        outcomes = [(op, *o) for op, items in _ACTIONS[(sync_type, mode)].items() for o in items]
         if full_resync:
-            action, kind, ack = _RESEND[(sync_type, mode)]
-            branches.append(self._branch("same", action, kind, ack, []))
-        union = " UNION ALL ".join(branches)
-        order = ", ".join(quote(k) for k in key)
-        return (
-            f"WITH d AS ({joined_sql}) "
-            f"SELECT row_number() OVER (ORDER BY __retl_order, {order}) AS __retl_seq, * EXCLUDE (__retl_order) "
-            f"FROM ({union}) ORDER BY __retl_seq"
+            outcomes.append(("same", *_RESEND[(sync_type, mode)]))
+        # op/action/kind/ack are this module's constants, never user input. A removal, and the
+        # leave half of a changed audience member, speak for the old identity: send old values.
+        mapping = ", ".join(
+            f"('{op}', '{action}', '{kind}', '{ack}', {_ORDER[ack]}, "
+            f"{'true' if op == 'removed' or (op == 'changed' and ack == 'delete') else 'false'})"
+            for op, action, kind, ack in outcomes
         )
-
-    @staticmethod
-    def _branch(op: str, action: str, kind: str, ack: str, use_old: list[str]) -> str:
-        # op/action/kind/ack are this module's constants, never user input; columns are quoted.
-        replace = ""
-        if use_old:
-            replace = " REPLACE (" + ", ".join(f"{quote(OLD + c)} AS {quote(c)}" for c in use_old) + ")"
+        identity = [c for c in columns.identity if c in columns.values]
+        projected = [f"j.{q(k)}" for k in key]
+        for c in others:
+            if c in identity:
+                projected.append(f"CASE WHEN a.use_old THEN s.{q(c)} ELSE j.{q(c)} END AS {q(c)}")
+            else:
+                projected.append(f"j.{q(c)}")
+        old_join = ""
+        if identity:
+            on_old = " AND ".join(f"s.{q(k)} = j.{q(k)}" for k in key)
+            old_join = (
+                f" LEFT JOIN (SELECT {', '.join(q(c) for c in [*key, *identity])}, __retl_hash FROM {snapshot_table}) AS s "
+                f"ON j.__retl_op <> 'added' AND {on_old} AND s.__retl_hash = j.__retl_old_hash"
+            )
+        order = ", ".join(f"j.{q(k)}" for k in key)
         return (
-            f"SELECT {_ORDER[ack]} AS __retl_order, '{kind}' AS __retl_kind, '{action}' AS __retl_action, "
-            f"'{ack}' AS __retl_ack, * EXCLUDE (__retl_op){replace} FROM d WHERE __retl_op = '{op}'"
+            f"SELECT row_number() OVER (ORDER BY a.ord, {order}) AS __retl_seq, j.__retl_op, a.kind AS __retl_kind, "
+            f"a.action AS __retl_action, a.ack AS __retl_ack, {', '.join(projected)}, "
+            "j.__retl_hash, j.__retl_old_hash "
+            f"FROM {joined} AS j JOIN (VALUES {mapping}) AS a(op, action, kind, ack, ord, use_old) ON a.op = j.__retl_op"
+            f"{old_join} ORDER BY __retl_seq"
         )
 
     def ack(self, delta: Delta, snapshot_table: str, lo: int, hi: int, not_accepted: list[int]) -> int:
@@ -235,9 +271,18 @@ class Differ:
                 f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'replace' AND {match_key}",
                 params,
             )
+            # The join half of an audience identity change enters only once its leave half did:
+            # if the leave was rejected, the old identity stays and the next run tries both again.
+            # That keeps snapshot keys unique, which the key check relies on.
+            guard = ""
+            if delta.split:
+                guard = (
+                    f" AND NOT (d.__retl_op = 'changed' AND EXISTS (SELECT 1 FROM {snapshot_table} AS s "
+                    f"WHERE {match_key}))"
+                )
             self.conn.execute(
                 f"INSERT INTO {snapshot_table} ({cols}, __retl_hash) SELECT {', '.join('d.' + quote(c) for c in stored)}, "
-                f"d.__retl_hash FROM {delta.table} AS d WHERE {rng} AND d.__retl_ack IN ('insert', 'replace')",
+                f"d.__retl_hash FROM {delta.table} AS d WHERE {rng} AND d.__retl_ack IN ('insert', 'replace'){guard}",
                 params,
             )
             self.conn.execute("COMMIT")

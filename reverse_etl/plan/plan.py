@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from reverse_etl.diff.engine import OLD, Delta
+from reverse_etl.diff.engine import Delta
 from reverse_etl.errors import ConfigError
 from reverse_etl.modeling.model import quote
 
@@ -79,19 +79,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def sample_rows(conn: duckdb.DuckDBPyConnection, delta: Delta, limit: int) -> dict[str, list[dict[str, Any]]]:
-    """Up to ``limit`` rows per kind; changed rows list only the columns that changed, before -> after."""
+def sample_rows(conn: duckdb.DuckDBPyConnection, delta: Delta, snapshot_table: str, limit: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to ``limit`` rows per kind; changed rows list only the columns that changed, before -> after.
+
+    The "before" values are read from the snapshot for the sampled rows only.
+    """
     if limit <= 0 or delta.rows == 0:
         return {}
     cols = delta.columns
     shown = [*cols.key, *[c for c in cols.all if c not in cols.key]]
-    select = ", ".join(quote(c) for c in shown)
-    olds = ", ".join(quote(OLD + c) for c in cols.values)
+    select = ", ".join(f"d.{quote(c)}" for c in shown)
+    olds = "".join(f", s.{quote(c)}" for c in cols.values)
+    on_key = " AND ".join(f"s.{quote(k)} = d.{quote(k)}" for k in cols.key)
+    old_join = f" LEFT JOIN {snapshot_table} AS s ON {on_key} AND s.__retl_hash = d.__retl_old_hash" if cols.values else ""
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in ("added", "changed", "removed"):
         query = (
-            f"SELECT __retl_action, {select}{', ' + olds if olds else ''} FROM {delta.table} "
-            f"WHERE __retl_kind = ? ORDER BY __retl_seq LIMIT {int(limit)}"
+            f"SELECT d.__retl_action, {select}{olds} FROM "
+            f"(SELECT * FROM {delta.table} WHERE __retl_kind = ? ORDER BY __retl_seq LIMIT {int(limit)}) AS d"
+            f"{old_join} ORDER BY d.__retl_seq"
         )
         rows = conn.execute(query, [kind]).fetchall()
         items: list[dict[str, Any]] = []
@@ -99,6 +105,8 @@ def sample_rows(conn: duckdb.DuckDBPyConnection, delta: Delta, limit: int) -> di
             action, values = row[0], dict(zip(shown, row[1 : 1 + len(shown)], strict=True))
             old = dict(zip(cols.values, row[1 + len(shown) :], strict=True))
             key = {k: values[k] for k in cols.key}
+            if kind == "removed" or action == "leave":
+                values = {**values, **{c: v for c, v in old.items() if v is not None}}
             if kind == "changed" and action not in ("join", "leave"):
                 changes = {c: [old.get(c), values.get(c)] for c in cols.values if old.get(c) != values.get(c)}
                 items.append(_jsonable({"key": key, "action": action, "changes": changes}))

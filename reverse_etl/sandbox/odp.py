@@ -204,6 +204,14 @@ class OdpEmulator(Emulator):
             pid = self._index.get(identifier_field, {}).get(value)
             return None if pid is None else dict(self._profiles[pid])
 
+    def user(self, value: str) -> dict[str, Any] | None:
+        """The profile any identifier field of which equals ``value`` (``retl sandbox show odp --user``)."""
+        with self.lock:
+            for index in self._index.values():
+                if value in index:
+                    return dict(self._profiles[index[value]])
+            return None
+
     def profiles(self) -> list[dict[str, Any]]:
         """Every profile's attributes, oldest first."""
         with self.lock:

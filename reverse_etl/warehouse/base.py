@@ -26,8 +26,8 @@ class WarehouseSession(ABC):
         """Column name -> SQL type of a built model."""
 
     @abstractmethod
-    def materialize(self, model: str, columns: list[str]) -> str:
-        """Compute ``model`` once into a table holding ``columns``; return its quoted name."""
+    def relation(self, model: str, columns: list[str]) -> str:
+        """A quoted relation the diff can read ``columns`` of ``model`` from."""
 
 
 class Warehouse(ABC):

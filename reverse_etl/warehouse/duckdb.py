@@ -2,8 +2,8 @@
 
 reverse_etl never writes the user's warehouse: the file is attached READ_ONLY for the length
 of one run, so dbt-duckdb or a notebook can write it between runs. Models become TEMP views
-(each model's SELECT runs where it is read); the model a sync reads is computed once into an
-in-memory table, which spills to ``.retl/tmp`` when it outgrows memory.
+(each model's SELECT runs where it is read: once for the primary-key check, once for the diff);
+large intermediate results spill to ``.retl/tmp``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ class DuckDBSession(WarehouseSession):
     def __init__(self, conn: duckdb.DuckDBPyConnection, root: Path) -> None:
         self.conn = conn
         self.root = root
-        self._materialized: dict[str, str] = {}
 
     def build(self, models: list[Model]) -> None:
         for model in models:
@@ -47,18 +46,10 @@ class DuckDBSession(WarehouseSession):
         rows = self.conn.execute(f"DESCRIBE SELECT * FROM {quote(model)}").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def materialize(self, model: str, columns: list[str]) -> str:
-        key = f"{model}|{','.join(columns)}"
-        if key in self._materialized:
-            return self._materialized[key]
-        name = f"memory.main.{quote('__retl_model_' + str(len(self._materialized)))}"
-        select = ", ".join(quote(c) for c in columns)
-        try:
-            self.conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {select} FROM {quote(model)}")
-        except duckdb.Error as exc:
-            raise ModelError(f"model {model!r} failed while running: {_clean(exc)}") from None
-        self._materialized[key] = name
-        return name
+    def relation(self, model: str, columns: list[str]) -> str:
+        # The model's view itself: DuckDB streams it into the key check and the diff. Copying
+        # it into a table first would cost a full write of the model for every sync.
+        return quote(model)
 
 
 class DuckDBWarehouse(Warehouse):

@@ -30,7 +30,7 @@ def test_sigkill_between_batches_then_rerun_sends_exactly_the_rest(tmp_path: Pat
         )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reverse_etl.cli.main", "--project-dir", str(tmp_path), "sync", "--format", "json"],
+            [sys.executable, "-m", "reverse_etl", "--project-dir", str(tmp_path), "sync", "--format", "json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
         )
         deadline = time.monotonic() + 60
@@ -38,7 +38,7 @@ def test_sigkill_between_batches_then_rerun_sends_exactly_the_rest(tmp_path: Pat
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode() if proc.stderr else ""
 
         acknowledged = snapshot_keys(tmp_path, "members")
         delivered = {uid for uid, u in emulator.users().items() if u.get("vip") is True}
