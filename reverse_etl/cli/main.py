@@ -308,6 +308,3 @@ cli.add_command(schedule_command())
 def main() -> None:
     cli(prog_name="retl")
 
-
-if __name__ == "__main__":
-    main()

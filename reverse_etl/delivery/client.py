@@ -37,7 +37,8 @@ class Call:
 @dataclass(frozen=True)
 class DeliverySettings:
     base_url: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # sent with every request
+    auth_headers: dict[str, str] = field(default_factory=dict)  # sent only to base_url's host
     requests_per_second: float | None = None
     endpoint_rates: dict[str, float] = field(default_factory=dict)
     max_retries: int = 5
@@ -94,7 +95,17 @@ class DeliveryClient:
             name: RateLimiter(rate) for name, rate in settings.endpoint_rates.items()
         }
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self._base_host = httpx.URL(settings.base_url).host
         self.stats = {"requests": 0, "retries": 0, "throttled": 0}
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        headers = dict(call.headers)
+        # Credentials go only to the API they belong to: never to another host named by Call.url.
+        if call.url is None or httpx.URL(call.url).host == self._base_host:
+            headers = {**self.settings.auth_headers, **headers}
+        if call.body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        return headers
 
     def limiter(self, endpoint: str) -> RateLimiter:
         return self._limiters.get(endpoint, self._default_limiter)
@@ -117,7 +128,7 @@ class DeliveryClient:
                         call.method,
                         call.url or call.path,
                         content=call.body,
-                        headers={"Content-Type": "application/json", **call.headers} if call.body is not None else call.headers,
+                        headers=self._headers(call),
                     )
                 status = response.status_code
                 if status < 400:

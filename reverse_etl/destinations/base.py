@@ -51,6 +51,12 @@ class ChunkResult:
         self.failed.update(other.failed)
 
 
+def _version() -> str:
+    from reverse_etl import __version__
+
+    return __version__
+
+
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -265,7 +271,8 @@ class Destination(ABC):
     def delivery_settings(self, base_url: str | None = None) -> DeliverySettings:
         return DeliverySettings(
             base_url=base_url or self.base_url(),
-            headers={"User-Agent": "reverse_etl", **self.auth_headers()},
+            headers={"User-Agent": f"reverse_etl/{_version()}"},
+            auth_headers=self.auth_headers(),
             requests_per_second=self.config.requests_per_second or self.default_requests_per_second,
             max_retries=self.config.max_retries,
             timeout_s=self.config.timeout_s,

@@ -87,8 +87,9 @@ def observe(project: Project, syncs: list[SyncDef], store: SchedulerStore) -> di
                 fingerprint = fingerprints.fingerprint(sync).digest
             if schedule.after_dbt:
                 dbt = read_dbt_run(project.path(schedule.after_dbt), fingerprints.inputs(sync).table_names)
-        except RetlError as exc:
-            log.info("sync %s: inputs not fingerprinted now: %s", sync.name, exc)
+        except Exception as exc:  # looking is best effort: it must never stop a sync from running
+            log.log(logging.INFO if is_busy(exc) else logging.WARNING,
+                    "sync %s: could not look at its inputs: %s", sync.name, str(exc).split("\n")[0])
         out[sync.name] = Observations(fingerprint, dbt)
     store.update(cache={name: fingerprints.cache[name] for name in out if name in fingerprints.cache})
     return out

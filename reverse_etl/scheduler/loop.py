@@ -31,7 +31,14 @@ from reverse_etl.project import Project, SyncDef
 from reverse_etl.results import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Reporter, SyncRun
 from reverse_etl.scheduler.checks import after_order, check_schedules
 from reverse_etl.scheduler.dbt import read_dbt_run
-from reverse_etl.scheduler.execute import RunnerFactory, default_runner, exact, locked_sync, state_path
+from reverse_etl.scheduler.execute import (
+    RunnerFactory,
+    default_runner,
+    exact,
+    is_busy,
+    locked_sync,
+    state_path,
+)
 from reverse_etl.scheduler.fingerprint import Fingerprinter
 from reverse_etl.scheduler.state import SchedulerStore
 from reverse_etl.scheduler.triggers import (
@@ -224,9 +231,10 @@ class Scheduler:
                 fingerprint = fingerprints.fingerprint(sync).digest
             if schedule.after_dbt:
                 dbt = read_dbt_run(project.path(schedule.after_dbt), fingerprints.inputs(sync).table_names)
-        except RetlError as exc:
+        except Exception as exc:  # a failed look is "not due now", never the end of the scheduler
             # A warehouse held by a writer (dbt) is normal: look again at the next poll.
-            log.info("sync %s: could not look at its inputs now: %s", sync.name, str(exc).split("\n")[0])
+            log.log(logging.INFO if is_busy(exc) else logging.WARNING,
+                    "sync %s: could not look at its inputs now: %s", sync.name, str(exc).split("\n")[0])
         observed = Observations(fingerprint, dbt)
         self._observed[sync.name] = observed
         return observed

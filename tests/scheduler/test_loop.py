@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_the_loop_sleeps_until_the_next_run(tmp_path: Path, clock: FakeClock) ->
     code = make(tmp_path, clock, runner, max_runs=3).run()
     assert code == 0
     starts = [c[2] for c in runner.calls]
-    assert [(b - a) for a, b in zip(starts, starts[1:], strict=False)] == [timedelta(minutes=15)] * 2
+    assert [b - a for a, b in itertools.pairwise(starts)] == [timedelta(minutes=15)] * 2
     assert all(s <= 900 for s in clock.sleeps)
 
 

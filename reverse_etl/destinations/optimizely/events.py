@@ -94,6 +94,7 @@ class EventWriter(Writer):
             self.client.settings,
             base_url=self.events_url,
             headers={"User-Agent": "reverse_etl"},
+            auth_headers={},  # the Event API takes no credentials: never send it the REST token
             requests_per_second=None,  # the Event API is not rate limited like REST
             endpoint_rates={},
         )
