@@ -50,13 +50,13 @@ def build(rows: int) -> Path:
         "target: dev\ntargets:\n  dev:\n    warehouse: {type: duckdb, path: warehouse.duckdb}\n"
         "    state: {path: state.duckdb}\n    destinations:\n      braze: {type: braze, sandbox: true}\n"
     )
-    gen = f"""
+    gen = """
         SELECT 'u' || lpad(i::VARCHAR, 9, '0') AS user_id, 'user' || i || '@example.com' AS email,
                'First' || (i % 997) AS first_name, 'Last' || (i % 1009) AS last_name,
                ['US','GB','DE','FR','CA'][1 + i % 5] AS country, ['free','pro','team'][1 + i % 3] AS plan,
                round((i % 10007) * 1.37, 2) AS ltv, (i % 53)::INTEGER AS orders,
                TIMESTAMP '2024-01-01' + to_seconds(i % 50000000) AS signup_at, i % 7 <> 0 AS active
-        FROM range({{lo}}, {{hi}}) t(i)"""
+        FROM range({lo}, {hi}) t(i)"""
     wh = duckdb.connect(str(project / "warehouse.duckdb"))
     # yesterday: users 0..N-1; today: 1% removed (the first 1%), 1% added (N..1.01N), 2% changed
     removed, added, changed = rows // 100, rows // 100, rows // 50

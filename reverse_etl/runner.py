@@ -102,7 +102,8 @@ class Runner:
             raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
     def _prepare(
-        self, session: WarehouseSession, state: StateStore, differ: Differ, sync: SyncDef, *, full_resync: bool, limit: int
+        self, session: WarehouseSession, state: StateStore, differ: Differ, sync: SyncDef, *, full_resync: bool, limit: int,
+        preview: bool,
     ) -> Prepared:
         c = sync.config
         destination = self.project.destination(sync)
@@ -114,8 +115,10 @@ class Runner:
             {k: model_types[k] for k in columns.key},
             {v: model_types[v] for v in columns.values},
             columns.hashed,
+            destination_key=destination.identity_key(c),
+            preview=preview,
         )
-        snapshot_rows = state.snapshot_count(c.name)
+        snapshot_rows = state.snapshot_count(snapshot)
         delta = differ.diff(
             model_table=model_table, snapshot_table=snapshot.table, columns=columns,
             sync_type=c.type, mode=c.effective_mode, full_resync=full_resync, model=c.model,
@@ -124,7 +127,7 @@ class Runner:
         plan = SyncPlan(
             sync=c.name, type=c.type, mode=c.effective_mode, destination=c.destination, model=c.model,
             added=delta.added, changed=delta.changed, removed=delta.removed, snapshot_rows=snapshot_rows,
-            fingerprint=delta.fingerprint, full_resync=full_resync, guard_error=guard_error,
+            fingerprint=delta.fingerprint, full_resync=full_resync, guard_error=guard_error, reset=snapshot.reset,
             sample=sample_rows(session.conn, delta, snapshot.table, limit),
         )
         return Prepared(sync, destination, columns, delta, plan, snapshot.table)
@@ -137,7 +140,7 @@ class Runner:
             differ = Differ(session.conn)
             for sync in syncs:
                 try:
-                    prepared = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=limit)
+                    prepared = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=limit, preview=True)
                 except (DataError, ModelError) as exc:
                     result.errors[sync.name] = str(exc)
                     continue
@@ -164,7 +167,7 @@ class Runner:
             prepared: list[Prepared | SyncRun] = []
             for sync in syncs:
                 try:
-                    p = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=0)
+                    p = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=0, preview=False)
                 except (DataError, ModelError) as exc:
                     prepared.append(self._record_failure(state, sync, "error", str(exc), full_resync, trigger))
                     continue

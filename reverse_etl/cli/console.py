@@ -86,6 +86,8 @@ def _plan_text(plan: SyncPlan) -> None:
     if plan.type == "audience":
         counts = f"[green]+{plan.added} joining[/]  [red]-{plan.removed} leaving[/]"
     out.print(f"{head}\n  {counts}  (destination holds {plan.snapshot_rows})" + ("  [dim]full resync[/]" if plan.full_resync else ""))
+    if plan.reset:
+        out.print(f"  [yellow]snapshot starts afresh:[/] {plan.reset}; every row is sent")
     if plan.guard_error:
         out.print(f"  [bold red]guard:[/] {plan.guard_error}")
     for kind, rows in plan.sample.items():

@@ -245,6 +245,25 @@ class Destination(ABC):
         """Model columns a sync uses beyond primary key, identifiers and fields (e.g. event time)."""
         return []
 
+    def identity(self, sync: SyncConfig) -> dict[str, Any]:
+        """What makes this sync's destination this one; when it changes, the snapshot (what this
+        destination is known to hold) no longer applies and starts afresh.
+
+        Where the API is (the sandbox, or the resolved base URL) and the sync's target (list,
+        audience, event, object, catalog). Credentials are left out on purpose: rotating a key
+        must not resend everything. Destinations add what else names an account (a project id).
+        """
+        where = f"sandbox:{self.name}" if self.config.sandbox and not self.config.base_url else self.base_url()
+        return {
+            "type": self.type_name, "where": where, "audience": sync.audience, "event": sync.event,
+            "object": sync.object, "catalog": sync.catalog,
+        }
+
+    def identity_key(self, sync: SyncConfig) -> str:
+        import hashlib
+
+        return hashlib.sha256(orjson.dumps(self.identity(sync), option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
+
     def sandbox_options(self) -> dict[str, Any]:
         """Constructor options for this destination's emulator (e.g. the profile's project ids)."""
         return {}

@@ -32,6 +32,7 @@ class SyncPlan:
     fingerprint: str
     full_resync: bool = False
     guard_error: str | None = None
+    reset: str | None = None  # why the snapshot starts afresh (every row is sent), if it does
     sample: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property

@@ -198,16 +198,27 @@ def _run(
                     message = "deferred: " + str(exc).split("\n")[0]
                     return [SyncRun(sync=n, status="skipped", error=message) for n in names]
                 raise _busy_error(exc, project) from None
-            _remember(store, [SyncRun(sync=n, status="error", error=str(exc)) for n in names], started, clock, seen, trigger)
-            config = project.target.config.alerts
-            if config is not None:
-                _alert(project, alerts_for_error(names, str(exc), config, trigger))
+            _failed(project, store, names, str(exc), started, clock, seen, trigger)
+            raise
+        except Exception as exc:  # a bug: still remembered and alerted, then raised
+            _failed(project, store, names, f"unexpected {type(exc).__name__}: {exc}", started, clock, seen, trigger)
             raise
     _remember(store, result.runs, started, clock, seen, trigger)
     config = project.target.config.alerts
     if config is not None:
         _alert(project, alerts_for_runs(result.runs, config, trigger))
     return list(result.runs)
+
+
+def _failed(
+    project: Project, store: SchedulerStore, names: list[str], error: str, started: datetime, clock: Clock,
+    seen: Mapping[str, Observations], trigger: str | None,
+) -> None:
+    """A run that could not start or raised: remember it (so it is retried with backoff) and alert."""
+    _remember(store, [SyncRun(sync=n, status="error", error=error) for n in names], started, clock, seen, trigger)
+    config = project.target.config.alerts
+    if config is not None:
+        _alert(project, alerts_for_error(names, error, config, trigger))
 
 
 def _remember(

@@ -123,7 +123,7 @@ class Scheduler:
         try:
             project = self.load()
             check_schedules(project, self.scheduled(project))
-        except ConfigError as exc:
+        except RetlError as exc:
             if self.project is None:
                 raise
             log.error("the project no longer loads; scheduling with the previous configuration:\n%s", exc)
@@ -201,10 +201,13 @@ class Scheduler:
                 wait=math.inf if self.wait else 0.0, stop=self.stop, busy="skip", observed={sync.name: observed},
                 still_due=still_due, runner_factory=self.runner_factory, clock=self.clock,
             )
-        except RetlError as exc:
-            # Recorded and alerted by locked_sync; the scheduler itself carries on, and does not
-            # try again at once if the error came before anything was recorded.
-            log.error("sync %s failed: %s", sync.name, exc)
+        except Exception as exc:
+            # Recorded and alerted by locked_sync; an unattended scheduler carries on (even past a
+            # bug, logged with its traceback) and does not try this sync again at once.
+            if isinstance(exc, RetlError):
+                log.error("sync %s failed: %s", sync.name, exc)
+            else:
+                log.exception("sync %s failed unexpectedly; please report this", sync.name)
             self._defer(sync.name, self.clock.now())
             return [SyncRun(sync=sync.name, status="error", error=str(exc))]
         return list(result.runs)

@@ -43,4 +43,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+MIGRATIONS.append(
+    (
+        2,
+        "snapshots remember which destination they describe",
+        ["ALTER TABLE {c}._retl_syncs ADD COLUMN destination_key VARCHAR"],
+    )
+)
+
 LATEST = MIGRATIONS[-1][0]

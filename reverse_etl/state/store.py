@@ -45,6 +45,8 @@ class SnapshotInfo:
     value_columns: list[str]
     hash_columns: list[str]
     hash_algorithm: str
+    destination_key: str | None = None
+    reset: str | None = None  # why the snapshot was (or, in a preview, would be) started afresh
 
 
 @dataclass
@@ -196,29 +198,45 @@ class StateStore:
     # --- snapshots ---------------------------------------------------------------------
     def snapshot(self, sync: str) -> SnapshotInfo | None:
         row = self.conn.execute(
-            f"SELECT snapshot_table, key_columns, value_columns, hash_columns, hash_algorithm "
+            f"SELECT snapshot_table, key_columns, value_columns, hash_columns, hash_algorithm, destination_key "
             f"FROM {CATALOG}._retl_syncs WHERE sync = ?",
             [sync],
         ).fetchone()
         if not row:
             return None
-        return SnapshotInfo(sync, f"{CATALOG}.main.{quote(row[0])}", list(row[1]), list(row[2]), list(row[3]), row[4])
+        return SnapshotInfo(sync, f"{CATALOG}.main.{quote(row[0])}", list(row[1]), list(row[2]), list(row[3]), row[4], row[5])
 
     def ensure_snapshot(
-        self, sync: str, key_types: dict[str, str], value_types: dict[str, str], hash_columns: list[str]
+        self,
+        sync: str,
+        key_types: dict[str, str],
+        value_types: dict[str, str],
+        hash_columns: list[str],
+        *,
+        destination_key: str | None = None,
+        preview: bool = False,
     ) -> SnapshotInfo:
         """The sync's snapshot table, created or evolved to hold these columns.
 
-        New mapped columns are added; a changed key is a new snapshot (the old one is dropped:
-        rows are matched by key, so old keys cannot be compared). If the hash algorithm or
-        engine changed, hashes are recomputed from the stored values so nothing looks changed.
+        New mapped columns are added; if the hash algorithm or engine changed, hashes are
+        recomputed from the stored values so nothing looks changed. A snapshot of another
+        destination (``destination_key`` differs: another instance, project, list, audience
+        name...) or of another key is worthless: it is started afresh, so every row is sent.
+        A ``preview`` never drops anything: it diffs against an empty stand-in instead.
         """
         from reverse_etl.sqlbuild import row_hash, sql
 
         info = self.snapshot(sync)
         algorithm = hash_algorithm()
         key_columns = list(key_types)
+        reset = None
         if info is not None and info.key_columns != key_columns:
+            reset = f"the primary key changed from {info.key_columns} to {key_columns}"
+        elif info is not None and info.destination_key and destination_key and info.destination_key != destination_key:
+            reset = "the sync now points at another destination (or list, audience, object)"
+        if reset is not None:
+            if preview:
+                return self._empty_stand_in(sync, key_types, value_types, hash_columns, algorithm, reset)
             self.drop_snapshot(sync)
             info = None
         if info is None:
@@ -228,10 +246,12 @@ class StateStore:
             cols.append('"__retl_hash" UBIGINT NOT NULL')
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)})")
             self.conn.execute(
-                f"INSERT OR REPLACE INTO {CATALOG}._retl_syncs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [sync, name, key_columns, list(value_types), hash_columns, algorithm, ENGINE_VERSION, now(), now()],
+                f"INSERT OR REPLACE INTO {CATALOG}._retl_syncs (sync, snapshot_table, key_columns, value_columns, "
+                "hash_columns, hash_algorithm, engine_version, created_at, updated_at, destination_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [sync, name, key_columns, list(value_types), hash_columns, algorithm, ENGINE_VERSION, now(), now(), destination_key],
             )
-            return SnapshotInfo(sync, table, key_columns, list(value_types), hash_columns, algorithm)
+            return SnapshotInfo(sync, table, key_columns, list(value_types), hash_columns, algorithm, destination_key, reset)
         existing = self.table_columns(info.table)
         for column, sql_type in value_types.items():
             if column not in existing:
@@ -249,10 +269,18 @@ class StateStore:
             self.conn.execute(f'UPDATE {info.table} SET "__retl_hash" = {sql(rehash)}')
         self.conn.execute(
             f"UPDATE {CATALOG}._retl_syncs SET value_columns = ?, hash_columns = ?, hash_algorithm = ?, "
-            "engine_version = ?, updated_at = ? WHERE sync = ?",
-            [value_columns, hash_columns, algorithm, ENGINE_VERSION, now(), sync],
+            "engine_version = ?, updated_at = ?, destination_key = coalesce(?, destination_key) WHERE sync = ?",
+            [value_columns, hash_columns, algorithm, ENGINE_VERSION, now(), destination_key, sync],
         )
-        return SnapshotInfo(sync, info.table, key_columns, value_columns, hash_columns, algorithm)
+        return SnapshotInfo(sync, info.table, key_columns, value_columns, hash_columns, algorithm, destination_key)
+
+    def _empty_stand_in(
+        self, sync: str, key_types: dict[str, str], value_types: dict[str, str], hash_columns: list[str], algorithm: str, reset: str
+    ) -> SnapshotInfo:
+        table = f"memory.main.{quote('__retl_empty_' + _table_name(sync))}"
+        cols = [f"{quote(c)} {t}" for c, t in {**key_types, **value_types}.items()]
+        self.conn.execute(f'CREATE OR REPLACE TABLE {table} ({", ".join(cols)}, "__retl_hash" UBIGINT NOT NULL)')
+        return SnapshotInfo(sync, table, list(key_types), list(value_types), hash_columns, algorithm, None, reset)
 
     def table_columns(self, qualified: str) -> dict[str, str]:
         rows = self.conn.execute(f"DESCRIBE {qualified}").fetchall()
@@ -264,10 +292,7 @@ class StateStore:
             self.conn.execute(f"DROP TABLE IF EXISTS {info.table}")
             self.conn.execute(f"DELETE FROM {CATALOG}._retl_syncs WHERE sync = ?", [sync])
 
-    def snapshot_count(self, sync: str) -> int:
-        info = self.snapshot(sync)
-        if info is None:
-            return 0
+    def snapshot_count(self, info: SnapshotInfo) -> int:
         row = self.conn.execute(f"SELECT count(*) FROM {info.table}").fetchone()
         return int(row[0]) if row else 0
 

@@ -195,7 +195,7 @@ def test_applying_the_delta_gives_the_new_state(tmp_path_factory: pytest.TempPat
         delta = harness.diff(as_rows(after))
         harness.ack_all(delta, reject=tuple(rejected))
         expected = {k: v for k, v in before.items() if k in rejected} | {k: v for k, v in after.items() if k not in rejected}
-        expected = {k: v for k, v in expected.items() if k in after or k in rejected and k in before}
+        expected = {k: v for k, v in expected.items() if k in after or (k in rejected and k in before)}
         assert harness.snapshot_rows() == set(as_rows(expected))
         # ... and the next run converges to the model.
         harness.ack_all(harness.diff(as_rows(after)))

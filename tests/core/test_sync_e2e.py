@@ -194,3 +194,24 @@ def test_duplicate_keys_stop_that_sync_and_send_nothing(tmp_path: Path, braze: S
     assert by_name["members"].status == "error" and "not unique" in (by_name["members"].error or "")
     assert by_name["ok"].status == "success"
     assert set(emulator.users()) == {"u7"}
+
+
+def test_pointing_a_sync_at_another_destination_starts_its_snapshot_afresh(tmp_path: Path, braze: SandboxServer) -> None:
+    write_project(tmp_path, models={"members": values_sql(["user_id"], [("u1",), ("u2",)])},
+                  syncs={"audiences": [audience_sync()]}, destinations=braze_destination(braze))
+    assert reverse_etl.sync(tmp_path).runs[0].sent == 2
+    with SandboxServer(BrazeEmulator()) as other:
+        # same sync, same state file, another Braze (e.g. switching target dev -> prod)
+        write_project(tmp_path, models={"members": values_sql(["user_id"], [("u1",), ("u2",)])},
+                      syncs={"audiences": [audience_sync()]}, destinations=braze_destination(other))
+        preview = reverse_etl.diff(tmp_path).plans[0]
+        assert (preview.added, preview.reset is not None) == (2, True)
+        assert snapshot_keys(tmp_path, "members") == {"u1", "u2"}  # a preview changes nothing
+        run = reverse_etl.sync(tmp_path).runs[0]
+        assert run.sent == 2
+        assert set(other.emulator.users()) == {"u1", "u2"}  # type: ignore[attr-defined]
+    # renaming the audience is another target too: everyone joins the new one
+    write_project(tmp_path, models={"members": values_sql(["user_id"], [("u1",), ("u2",)])},
+                  syncs={"audiences": [audience_sync(audience={"name": "vip2"})]}, destinations=braze_destination(braze))
+    assert reverse_etl.sync(tmp_path).runs[0].sent == 2
+    assert braze.emulator.user("u1")["vip2"] is True  # type: ignore[attr-defined]

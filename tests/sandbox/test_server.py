@@ -39,9 +39,10 @@ def test_serves_real_http_on_loopback_and_keeps_state(tmp_path: Path) -> None:
             assert client.post("/add", json={"n": 3}).json() == {"total": 5}
             assert client.post("/add", json={"n": 1}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     # state survives a restart
-    with SandboxServer(Counter(state_path=state)) as server:
-        with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer sandbox-key"}) as client:
-            assert client.post("/add", json={"n": 1}).json() == {"total": 6}
+    with SandboxServer(Counter(state_path=state)) as server, httpx.Client(
+        base_url=server.url, headers={"Authorization": "Bearer sandbox-key"}
+    ) as client:
+        assert client.post("/add", json={"n": 1}).json() == {"total": 6}
 
 
 def test_rate_limit_answers_429_with_retry_after() -> None:

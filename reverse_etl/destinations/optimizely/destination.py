@@ -124,6 +124,9 @@ class OptimizelyDestination(Destination):
             return []
 
     # --- where and how -----------------------------------------------------------------
+    def identity(self, sync: SyncConfig) -> dict[str, Any]:
+        return {**super().identity(sync), "project_id": self.config.project_id, "account_id": self.config.account_id}
+
     def sandbox_options(self) -> dict[str, Any]:
         return {"projects": {self.config.project_id: "web"}, "account_id": self.config.account_id}
 
