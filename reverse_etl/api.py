@@ -26,8 +26,11 @@ def _load(project_dir: str | Path, target: str | None, profiles: str | Path | No
 
 def validate(project_dir: str | Path = ".", *, target: str | None = None, profiles: str | Path | None = None) -> dict[str, Any]:
     """Load and check the whole project, including mapped columns against the models' columns."""
+    from reverse_etl.scheduler.checks import check_schedules
+
     project = _load(project_dir, target, profiles)
     syncs = project.select(None)
+    check_schedules(project, syncs)
     runner = Runner(project)
     with runner._session(syncs):
         pass
@@ -103,7 +106,7 @@ def history(
     if not path.exists():
         return []
     try:
-        with StateStore.open(path) as state:
+        with StateStore.open(path, read_only=True) as state:
             return state.runs(names, limit=limit)
     except StateError as exc:
         from reverse_etl.scheduler.execute import is_busy
@@ -120,7 +123,7 @@ def run_detail(project_dir: str | Path, run_id: str, *, target: str | None = Non
     path = project.path(project.target.config.state.path)
     record = None
     if path.exists():
-        with StateStore.open(path) as state:
+        with StateStore.open(path, read_only=True) as state:
             record = state.run(run_id)
     if record is None:
         raise ConfigError(f"no run {run_id!r} in {path}", hint="`retl runs` lists run ids")

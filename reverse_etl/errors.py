@@ -7,7 +7,8 @@
     │   └── ConfigErrors           several ConfigError found in one load, reported together
     ├── ModelError                 a model's SQL failed (syntax, missing table, cycle)
     ├── DataError                  the model's data breaks a rule (null / duplicate primary key, type)
-    ├── StateError                 the state store is locked, corrupt or from a newer version
+    ├── StateError                 the state store is corrupt or from a newer version
+    │   └── StateBusyError         another process has it open (a sync is running)
     ├── WarehouseLockedError       the warehouse file is held by another writer (retry later)
     ├── GuardError                 a guard refused the plan (pass --force to apply)
     ├── PlanMismatchError          a saved plan no longer matches the data
@@ -68,6 +69,10 @@ class DataError(RetlError):
 
 class StateError(RetlError):
     """The state store cannot be used as it is."""
+
+
+class StateBusyError(StateError):
+    """Another process has the state store open (a sync is running); try again later."""
 
 
 class WarehouseLockedError(RetlError):

@@ -103,7 +103,8 @@ class Project:
             return everything
         chosen: dict[str, SyncDef] = {}
         for selector in selectors:
-            found = [s for s in everything if _matches(selector, s)]
+            exact = [s for s in everything if s.name == selector]  # a sync's own name wins over a file stem
+            found = exact or [s for s in everything if _matches(selector, s)]
             if not found:
                 raise ConfigError(f"selector {selector!r} matches no sync", hint=_selector_hint(selector, everything))
             chosen.update({s.name: s for s in found})

@@ -211,6 +211,10 @@ class Runner:
             run.status, run.error = "error", f"{type(exc).__name__}: {exc}"
             self._close_record(state, record, run, started)
             raise
+        except BaseException:  # Ctrl-C: what was acknowledged stays, the record says so
+            run.status, run.error = "interrupted", "interrupted; the next run sends the rest"
+            self._close_record(state, record, run, started)
+            raise
         if run.status == "success" and (run.failed or run.rejected):
             run.status = "partial"
         self._close_record(state, record, run, started)

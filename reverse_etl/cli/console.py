@@ -14,8 +14,9 @@ from reverse_etl.plan import SyncPlan
 from reverse_etl.results import DiffResult, SyncResult, SyncRun
 from reverse_etl.state import RunRecord
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets a wide fixed width so tables are not squeezed to 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def print_json(data: Any) -> None:
@@ -135,6 +136,9 @@ def render_runs_result(result: SyncResult, fmt: str) -> None:
     if not result.runs:
         out.print("No syncs selected.")
     for run in result.runs:
+        if run.status == "skipped":
+            out.print(f"[yellow]{run.status:>7}[/] [bold]{run.sync}[/]  {run.error or 'already running in another process'}")
+            continue
         style = {"success": "green", "partial": "yellow"}.get(run.status, "red")
         audience_like = f"+{run.added} ~{run.changed} -{run.removed}"
         line = f"[{style}]{run.status:>7}[/] [bold]{run.sync}[/]  {audience_like}  sent {run.sent}"
@@ -156,12 +160,14 @@ def render_history(records: list[RunRecord], fmt: str) -> None:
         out.print("No runs yet.")
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("run", "sync", "started", "duration", "added", "changed", "removed", "sent", "rejected", "failed", "status"):
-        table.add_column(column, justify="right" if column in ("duration", "added", "changed", "removed", "sent", "rejected", "failed") else "left")
+    numeric = ("duration", "added", "changed", "removed", "sent", "rejected", "failed")
+    for column in ("run", "sync", "started", *numeric, "status", "trigger"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for r in records:
         table.add_row(
             r.run_id, r.sync, r.started_at.strftime("%Y-%m-%d %H:%M:%S"), f"{r.duration_s or 0:.2f}s",
             str(r.added), str(r.changed), str(r.removed), str(r.sent), str(r.rejected), str(r.failed), r.status,
+            r.trigger or "manual",
         )
     out.print(table)
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from reverse_etl.errors import RetlError, StateError, WarehouseLockedError
+from reverse_etl.errors import RetlError, StateBusyError, StateError, WarehouseLockedError
 from reverse_etl.plan import PlanFile
 from reverse_etl.project import Project, SyncDef
 from reverse_etl.results import Reporter, SyncResult, SyncRun
@@ -64,7 +64,7 @@ def is_busy(exc: BaseException) -> bool:
     """A run that could not start because another process holds the state store or warehouse."""
     if isinstance(exc, WarehouseLockedError):
         return True
-    return isinstance(exc, StateError) and "in use by another" in str(exc)
+    return isinstance(exc, StateBusyError)
 
 
 def state_path(project: Project) -> Path:

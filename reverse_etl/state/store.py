@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from reverse_etl.errors import StateError
+from reverse_etl.errors import StateBusyError, StateError
 from reverse_etl.modeling.model import quote
 from reverse_etl.state.migrations import LATEST, MIGRATIONS
 
@@ -121,7 +121,7 @@ class StateStore:
         except duckdb.Error as exc:
             text = str(exc)
             if "lock" in text.lower():
-                raise StateError(
+                raise StateBusyError(
                     f"the state store {path} is in use by another retl process",
                     hint="wait for the other run to finish (retl runs shows what is running)",
                 ) from None

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 
 import reverse_etl
 from reverse_etl.config.syncs import SyncConfig
@@ -546,7 +547,9 @@ def test_example_project_syncs_optimizely_in_the_sandbox(tmp_path: Path) -> None
     for part in ("models", "data"):
         (tmp_path / part).symlink_to(REPO / part)
     (tmp_path / "syncs").mkdir()
-    (tmp_path / "syncs" / "optimizely.yml").write_text((REPO / "syncs" / "optimizely.yml").read_text())
+    ours = [s for f in ("audiences", "events") for s in yaml.safe_load((REPO / "syncs" / f"{f}.yml").read_text())["syncs"]
+            if s["destination"] == "optimizely"]
+    (tmp_path / "syncs" / "optimizely.yml").write_text(yaml.safe_dump({"syncs": ours}, sort_keys=False))
     (tmp_path / "profiles.yml").write_text(
         "target: dev\ntargets:\n  dev:\n    destinations:\n"
         "      optimizely: {type: optimizely, sandbox: true, project_id: 1000, account_id: 2000, requests_per_second: 1000}\n"
