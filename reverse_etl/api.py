@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from reverse_etl.errors import ConfigError, StateError
-from reverse_etl.plan import PlanFile
+from reverse_etl.plan import PlanFile, redact_plan
 from reverse_etl.project import Project
 from reverse_etl.results import DiffResult, Reporter, SyncResult
 from reverse_etl.runner import Runner
 from reverse_etl.state import RunRecord, StateStore
+from reverse_etl.state.reading import read_warehouse_state, state_in_warehouse
 
 
 def _load(project_dir: str | Path, target: str | None, profiles: str | Path | None, variables: dict[str, Any] | None = None) -> Project:
@@ -53,13 +54,26 @@ def diff(
     out: Path | None = None,
     variables: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
+    redact: bool = False,
 ) -> DiffResult:
-    """Plan the selected syncs without sending anything. ``out`` saves the plan as JSON."""
+    """Plan the selected syncs without sending anything. ``out`` saves the plan as JSON.
+
+    ``redact`` replaces primary key and identifier values in the sample rows (what is returned
+    and what ``out`` saves) by a stable hash (:mod:`reverse_etl.plan.redact`).
+    """
     project = _load(project_dir, target, profiles, variables)
     result = Runner(project, reporter).diff(selectors, full_resync=full_resync, limit=limit)
+    if redact:
+        result.plans = [redact_plan(p, _identifying_columns(project, p.sync)) for p in result.plans]
     if out is not None:
         PlanFile(project.target.name, result.plans).write(out)
     return result
+
+
+def _identifying_columns(project: Project, sync: str) -> set[str]:
+    """The model columns that say who a row is: the primary key and every mapped identifier."""
+    config = project.syncs[sync].config
+    return {*config.key_columns, *config.identifiers.values()}
 
 
 def sync(
@@ -102,6 +116,9 @@ def history(
     """Recent runs, newest first, of the selected syncs (all if none)."""
     project = _load(project_dir, target, profiles)
     names = [s.name for s in project.select(selectors)] if selectors else None
+    if state_in_warehouse(project):
+        with read_warehouse_state(project) as store:
+            return store.runs(names, limit=limit) if store else []
     path = project.path(project.target.config.state.path)
     if not path.exists():
         return []
@@ -122,7 +139,10 @@ def run_detail(project_dir: str | Path, run_id: str, *, target: str | None = Non
     project = _load(project_dir, target, profiles)
     path = project.path(project.target.config.state.path)
     record = None
-    if path.exists():
+    if state_in_warehouse(project):
+        with read_warehouse_state(project) as store:
+            record = store.run(run_id) if store else None
+    elif path.exists():
         with StateStore.open(path, read_only=True) as state:
             record = state.run(run_id)
     if record is None:

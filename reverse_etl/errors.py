@@ -10,12 +10,18 @@
     ├── StateError                 the state store is corrupt or from a newer version
     │   └── StateBusyError         another process has it open (a sync is running)
     ├── WarehouseLockedError       the warehouse file is held by another writer (retry later)
+    ├── WarehouseError             the warehouse cannot be reached, or its driver is missing
     ├── GuardError                 a guard refused the plan (pass --force to apply)
     ├── PlanMismatchError          a saved plan no longer matches the data
     ├── AlreadyRunningError        another process holds the sync's lock
     └── DeliveryError              a destination call failed
         ├── TransientError         worth retrying: 429, 5xx, timeouts, dropped connections
         └── TerminalError          retrying cannot help: 4xx, bad credentials, bad payload
+            └── AuthError          401/403: every later call would fail too; the run stops
+
+Whether an error is worth retrying is said by two mixins, :class:`Transient` and
+:class:`Terminal` (dlt's pattern): the delivery layer retries ``isinstance(exc, Transient)``
+and nothing else, so a new error class only has to pick its side.
 
 Every error says what went wrong, where (file, sync, model, column, row) and how to fix it.
 """
@@ -79,6 +85,10 @@ class WarehouseLockedError(RetlError):
     """Another process holds the warehouse; reverse_etl never steals the lock."""
 
 
+class WarehouseError(RetlError):
+    """The warehouse cannot be reached, refused a statement, or its driver is not installed."""
+
+
 class GuardError(RetlError):
     """A sync's guard refused to apply the plan."""
 
@@ -91,6 +101,19 @@ class AlreadyRunningError(RetlError):
     """Another process is running the same sync."""
 
 
+class Transient:
+    """Mixin: the same call may succeed if it is tried again later."""
+
+
+class Terminal:
+    """Mixin: the same call fails the same way however often it is tried."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the call that raised ``exc`` may help."""
+    return isinstance(exc, Transient)
+
+
 class DeliveryError(RetlError):
     """A call to a destination failed."""
 
@@ -101,9 +124,13 @@ class DeliveryError(RetlError):
         self.status_code = status_code
 
 
-class TransientError(DeliveryError):
+class TransientError(Transient, DeliveryError):
     """A delivery failure that may succeed when retried."""
 
 
-class TerminalError(DeliveryError):
+class TerminalError(Terminal, DeliveryError):
     """A delivery failure that will fail again the same way."""
+
+
+class AuthError(TerminalError):
+    """401/403: the credentials are wrong or lack a permission; every later call would fail too."""

@@ -15,7 +15,9 @@ from typing import Any
 from reverse_etl.config.profiles import ResolvedTarget, find_profiles, load_target
 from reverse_etl.config.syncs import SyncConfig
 from reverse_etl.config.validation import validate
+from reverse_etl.config.warehouses import dialect_of
 from reverse_etl.config.yamlfile import YamlDoc, load_yaml
+from reverse_etl.dbt.manifest import dbt_models, dbt_ref
 from reverse_etl.destinations.base import Destination
 from reverse_etl.destinations.registry import destination_class, destination_types
 from reverse_etl.errors import ConfigError, ConfigErrors, ModelError
@@ -73,16 +75,24 @@ class Project:
         errors: list[Exception] = []
         destinations = _load_destinations(resolved, errors)
         vars_ = {**resolved.config.vars, **(variables or {})}
-        models, model_errors = load_models(root / "models", variables=vars_, root=root)
+        dialect = dialect_of(resolved.config.warehouse)  # models are compiled for the warehouse they run in
+        models, model_errors = load_models(root / "models", variables=vars_, root=root, target_dialect=dialect)
         errors.extend(model_errors)
+        syncs = _load_syncs(root, errors)
+        # A sync may read a dbt model (dbt:x, {{ ref('x') }}): the relation dbt built, from its manifest.
+        dbt_refs = {s.config.model: s.where for s in syncs.values() if dbt_ref(s.config.model)}
+        from_dbt, dbt_errors = dbt_models(dbt_refs, resolved.config.dbt_project, root, dialect)
+        errors.extend(dbt_errors)
+        models.update(from_dbt)
         graph: ModelGraph | None = None
         try:
             graph = ModelGraph(models)
         except ModelError as exc:
             errors.append(exc)
-        syncs = _load_syncs(root, errors)
+        declared = set(resolved.raw_destinations)  # a destination that failed to load has its own error
         for sync in syncs.values():
-            errors.extend(_check_sync(sync, models, destinations, has_model_errors=bool(model_errors)))
+            errors.extend(_check_sync(sync, models, destinations, has_model_errors=bool(model_errors or dbt_errors),
+                                      declared=declared))
         if errors:
             flat: list[ConfigError] = []
             for e in errors:
@@ -202,7 +212,10 @@ def _add_sync(syncs: dict[str, SyncDef], raw: Any, doc: YamlDoc, i: int, group: 
     syncs[config.name] = sync
 
 
-def _check_sync(sync: SyncDef, models: dict[str, Model], destinations: dict[str, Destination], has_model_errors: bool) -> list[ConfigError]:
+def _check_sync(
+    sync: SyncDef, models: dict[str, Model], destinations: dict[str, Destination], has_model_errors: bool,
+    declared: set[str] | frozenset[str] = frozenset(),
+) -> list[ConfigError]:
     out: list[ConfigError] = []
     c = sync.config
     if c.model not in models and not has_model_errors:
@@ -213,7 +226,9 @@ def _check_sync(sync: SyncDef, models: dict[str, Model], destinations: dict[str,
             hint=f"did you mean {close[0]!r}?" if close else None,
         ))
     dest = destinations.get(c.destination)
-    if dest is None:
+    if dest is None and c.destination in declared:
+        pass  # declared but invalid: its own error says why; "not defined" would mislead
+    elif dest is None:
         close = difflib.get_close_matches(c.destination, list(destinations), n=1)
         out.append(ConfigError(
             f"sync {c.name!r}: destination {c.destination!r} is not defined in the target "

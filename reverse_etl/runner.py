@@ -17,20 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from reverse_etl import secrets
 from reverse_etl.config.syncs import GuardConfig
-from reverse_etl.delivery.client import AuthError, DeliveryClient
-from reverse_etl.destinations.base import DeltaRow, Destination, WriterState
+from reverse_etl.delivery.client import DeliveryClient
+from reverse_etl.destinations.base import DeltaChunk, Destination, WriterState
 from reverse_etl.diff.engine import Delta, Differ, SyncColumns
 from reverse_etl.errors import ConfigError, ConfigErrors, DataError, ModelError, PlanMismatchError, RetlError
-from reverse_etl.modeling.model import quote
-from reverse_etl.plan import PlanFile, SyncPlan, sample_rows
+from reverse_etl.plan import PlanFile, SyncPlan
 from reverse_etl.project import Project, SyncDef
 from reverse_etl.results import DiffResult, NullReporter, Reporter, SyncResult, SyncRun
 from reverse_etl.sandbox.manager import Sandboxes
-from reverse_etl.state import RowError, StateStore
-from reverse_etl.state.store import CATALOG
+from reverse_etl.state import StateStore
+from reverse_etl.streaming import DeltaStreamer
 from reverse_etl.warehouse import open_warehouse
 from reverse_etl.warehouse.base import WarehouseSession
 
@@ -63,15 +61,17 @@ class Runner:
         self, project: Project, reporter: Reporter | None = None, should_stop: Callable[[], bool] | None = None
     ) -> None:
         self.project = project
+        secrets.register_model(project.target.config)  # keys, tokens, passwords: masked in every output
         self.reporter = reporter or NullReporter()
         # Asked before each chunk; True ends the run there (status "interrupted"), e.g. on SIGTERM.
         self.should_stop = should_stop or (lambda: False)
 
     @contextmanager
     def _session(self, syncs: list[SyncDef]) -> Iterator[tuple[WarehouseSession, StateStore]]:
-        warehouse = open_warehouse(self.project.target.config.warehouse, self.project.root)
+        target = self.project.target.config
+        warehouse = open_warehouse(target.warehouse, self.project.root, target.state)
         with warehouse.session() as session:
-            state = StateStore.attach(session.conn, self.project.path(self.project.target.config.state.path))
+            state = session.open_state(self.project.target.config.state, self.project.root)
             needed = self.project.graph.upstream({s.config.model for s in syncs})
             session.build([self.project.models[n] for n in needed])
             self._check_columns(session, syncs)
@@ -117,6 +117,7 @@ class Runner:
             columns.hashed,
             destination_key=destination.identity_key(c),
             preview=preview,
+            model_table=model_table,
         )
         snapshot_rows = state.snapshot_count(snapshot)
         delta = differ.diff(
@@ -128,7 +129,7 @@ class Runner:
             sync=c.name, type=c.type, mode=c.effective_mode, destination=c.destination, model=c.model,
             added=delta.added, changed=delta.changed, removed=delta.removed, snapshot_rows=snapshot_rows,
             fingerprint=delta.fingerprint, full_resync=full_resync, guard_error=guard_error, reset=snapshot.reset,
-            sample=sample_rows(session.conn, delta, snapshot.table, limit),
+            sample=session.sample(delta, snapshot.table, limit),
         )
         return Prepared(sync, destination, columns, delta, plan, snapshot.table)
 
@@ -137,7 +138,7 @@ class Runner:
         syncs = self.project.select(selectors)
         result = DiffResult(plans=[])
         with self._session(syncs) as (session, state):
-            differ = Differ(session.conn)
+            differ = session.differ()
             for sync in syncs:
                 try:
                     prepared = self._prepare(session, state, differ, sync, full_resync=full_resync, limit=limit, preview=True)
@@ -163,7 +164,7 @@ class Runner:
         syncs = self.project.select(selectors)
         runs: list[SyncRun] = []
         with self._session(syncs) as (session, state), Sandboxes(self.project.root) as sandboxes:
-            differ = Differ(session.conn)
+            differ = session.differ()
             prepared: list[Prepared | SyncRun] = []
             for sync in syncs:
                 try:
@@ -220,7 +221,15 @@ class Runner:
         self._close_record(state, record, run, started)
         return run
 
+    @staticmethod
+    def _redacted(run: SyncRun) -> SyncRun:
+        """No secret in what a run records or reports (an error may quote a request or an answer)."""
+        if run.error:
+            run.error = secrets.redact(run.error)
+        return run
+
     def _close_record(self, state: StateStore, record: Any, run: SyncRun, started: float) -> None:
+        self._redacted(run)
         run.duration_s = time.monotonic() - started
         record.status, record.error = run.status, run.error
         record.sent, record.failed, record.rejected = run.sent, run.failed, run.rejected
@@ -230,6 +239,7 @@ class Runner:
         self, session: WarehouseSession, state: StateStore, differ: Differ, item: Prepared,
         sandboxes: Sandboxes, run: SyncRun, record: Any,
     ) -> None:
+        """Stream the delta through the destination's writer (see :mod:`reverse_etl.streaming`)."""
         dest = item.destination
         base_url = None
         if dest.config.sandbox and not dest.config.base_url:
@@ -239,59 +249,44 @@ class Runner:
             writer = dest.writer(item.sync.config, client)
             writer.state = StoreWriterState(state, item.snapshot_table)
             await writer.prepare()
-            chunk = dest.config.checkpoint_rows or max(1000, dest.batch_size * dest.config.concurrency * 4)
-            total = item.delta.rows
-            for lo in range(1, total + 1, chunk):
-                if self.should_stop():
-                    # Every chunk so far is acked into the snapshot; the rest is the next run's diff.
-                    run.status, run.error = "interrupted", f"stopped on request after {lo - 1} of {total} rows; the next run sends the rest"
-                    break
-                hi = min(total, lo + chunk - 1)
-                rows = self._rows(session, item, lo, hi)
-                try:
-                    outcome = await writer.write(rows)
-                except AuthError:
-                    raise
-                accepted = set(outcome.accepted)
-                not_accepted = [r.seq for r in rows if r.seq not in accepted]
-                differ.ack(item.delta, item.snapshot_table, lo, hi, not_accepted)
-                errors = self._row_errors(item, rows, outcome.rejected, outcome.failed, accepted)
-                state.add_row_errors(record, errors)
-                run.sent += len(accepted)
-                run.rejected += sum(1 for e in errors if e.kind == "rejected")
-                run.failed += sum(1 for e in errors if e.kind == "failed")
-                for e in errors[: max(0, 5 - len(run.rejected_sample))]:
-                    run.rejected_sample.append({"key": e.row_key, "reason": e.reason, "kind": e.kind})
-                self.reporter.progress(item.sync.name, hi, total)
+
+            def fetch(lo: int, hi: int) -> DeltaChunk:
+                # Rows about to be sent are first recorded as maybe held (Differ.hold): if no answer
+                # comes, a later removal of them from the model is still sent.
+                differ.hold(item.delta, item.snapshot_table, lo, hi)
+                return self._rows(session, item, lo, hi, columnar=writer.COLUMNAR)
+
+            streamer = DeltaStreamer(
+                writer=writer, delta=item.delta, columns=item.columns, chunk_rows=checkpoint_rows(dest),
+                max_chunk_rows=None if dest.config.checkpoint_rows else MAX_CHECKPOINT_ROWS,
+                fetch=fetch,
+                ack=lambda lo, hi, not_accepted, rejected: differ.ack(
+                    item.delta, item.snapshot_table, lo, hi, not_accepted, rejected
+                ),
+                record_errors=lambda errors: state.add_row_errors(record, errors),
+                run=run, reporter=self.reporter, should_stop=self.should_stop,
+            )
+            await streamer.stream()
             await writer.finish()
         finally:
             await client.aclose()
 
-    def _rows(self, session: WarehouseSession, item: Prepared, lo: int, hi: int) -> list[DeltaRow]:
+    def _rows(self, session: WarehouseSession, item: Prepared, lo: int, hi: int, *, columnar: bool = False) -> DeltaChunk:
+        """Delta rows ``lo..hi``: as Arrow for a columnar writer, else as rows."""
         names = item.columns.all
-        query = (
-            f"SELECT __retl_seq, __retl_action, {', '.join(quote(n) for n in names)} FROM {item.delta.table} "
-            f"WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq"
-        )
-        return [
-            DeltaRow(seq=row[0], action=row[1], values=dict(zip(names, row[2:], strict=True)))
-            for row in session.conn.execute(query, [lo, hi]).fetchall()
-        ]
+        if columnar:
+            return DeltaChunk(names, table=session.fetch_delta_arrow(item.delta, lo, hi))
+        return DeltaChunk.from_tuples(names, session.fetch_delta(item.delta, lo, hi))
 
-    @staticmethod
-    def _row_errors(item: Prepared, rows: list[DeltaRow], rejected: dict[int, str], failed: dict[int, str], accepted: set[int]) -> list[RowError]:
-        key = item.columns.key
-        out: list[RowError] = []
-        for row in rows:
-            if row.seq in accepted:
-                continue
-            if row.seq in rejected:
-                kind, reason = "rejected", rejected[row.seq]
-            else:
-                kind, reason = "failed", failed.get(row.seq, "no answer from the destination for this row")
-            k = row.values[key[0]] if len(key) == 1 else [row.values[c] for c in key]
-            out.append(RowError(row_key=k if isinstance(k, str) else orjson.dumps(k, default=str).decode(), action=row.action, kind=kind, reason=reason))
-        return out
+
+MAX_CHECKPOINT_ROWS = 50_000  # the largest adaptive chunk: at most one is resent after a crash
+
+
+def checkpoint_rows(destination: Destination) -> int:
+    """Rows per chunk (snapshot commit): the profile's ``checkpoint_rows``, else the first chunk of
+    an adaptive run: one batch per connection, so sending starts early; later chunks grow."""
+    config = destination.config
+    return config.checkpoint_rows or max(500, destination.batch_size * config.concurrency)
 
 
 # --- Writer.state: what a writer may keep and read in the state store ---------------------
@@ -302,27 +297,17 @@ class StoreWriterState(WriterState):
     PREFIX = "writer:"
 
     def __init__(self, state: StateStore, snapshot_table: str) -> None:
-        self._conn = state.conn
+        self._state = state
         self._snapshot_table = snapshot_table
 
     def get(self, key: str) -> str | None:
-        row = self._conn.execute(f"SELECT value FROM {CATALOG}._retl_meta WHERE key = ?", [self.PREFIX + key]).fetchone()
-        return None if row is None else str(row[0])
+        return self._state.meta_get(self.PREFIX + key)
 
     def put(self, key: str, value: str | None) -> None:
-        if value is None:
-            self._conn.execute(f"DELETE FROM {CATALOG}._retl_meta WHERE key = ?", [self.PREFIX + key])
-        else:
-            self._conn.execute(f"INSERT OR REPLACE INTO {CATALOG}._retl_meta VALUES (?, ?)", [self.PREFIX + key, value])
+        self._state.meta_put(self.PREFIX + key, value)
 
     def snapshot(self, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-        cursor = self._conn.cursor()
-        try:
-            cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {self._snapshot_table}")
-            while batch := cursor.fetchmany(10_000):
-                yield from batch
-        finally:
-            cursor.close()
+        return self._state.iter_snapshot(self._snapshot_table, columns)
 
 
 def _guard(guard: GuardConfig | None, delta: Delta, snapshot_rows: int) -> str | None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from reverse_etl import secrets
 from reverse_etl.plan import SyncPlan
 from reverse_etl.results import DiffResult, SyncResult, SyncRun
 from reverse_etl.state import RunRecord
@@ -20,12 +21,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.st
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    text = orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode()
+    sys.stdout.write(secrets.redact(text) + "\n")  # a key in any string (an error, a reason) is masked
     sys.stdout.flush()
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {secrets.redact(message)}", markup=True, highlight=False)
 
 
 def _fmt(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from reverse_etl import __version__
+from reverse_etl import __version__, secrets
 from reverse_etl.cli import console
-from reverse_etl.errors import RetlError
+from reverse_etl.cli.signals import stop_on_signal
+from reverse_etl.errors import ConfigError, RetlError
 from reverse_etl.results import EXIT_ERROR
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,7 +68,7 @@ def handle_errors(f: F) -> F:
             fmt = kwargs.get("fmt", "text")
             if fmt == "json":
                 console.print_json({"error": str(exc), "type": type(exc).__name__})
-            console.error(str(exc))
+            console.error(str(exc))  # both redact registered secrets
             sys.exit(EXIT_ERROR)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
@@ -74,7 +76,8 @@ def handle_errors(f: F) -> F:
             ctx = click.get_current_context()
             root = ctx.find_root().obj
             if (root and root.debug) or kwargs.get("debug"):
-                traceback.print_exc()
+                # a traceback quotes exception messages, which may quote a request: mask secrets
+                sys.stderr.write(secrets.redact("".join(traceback.format_exception(exc))))
             if kwargs.get("fmt") == "json":
                 console.print_json({"error": f"unexpected {type(exc).__name__}: {exc}", "type": type(exc).__name__})
             console.error(f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback; please report it)")
@@ -139,7 +142,15 @@ def _diff_options(f: F) -> F:
     f = click.option("--limit", default=5, show_default=True, type=click.IntRange(0), help="Sample rows shown per kind (added/changed/removed).")(f)
     f = click.option("--full-resync", is_flag=True, help="Ignore the snapshot: plan to send every row again.")(f)
     f = click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Save the plan as JSON, to apply later with `retl sync --plan`.")(f)
+    f = _redact_option(f)
     return f
+
+
+def _redact_option(f: F) -> F:
+    return click.option(
+        "--redact", is_flag=True,
+        help="Show primary key and identifier values in sample rows as a stable hash (sha256:...), e.g. for a pull-request comment.",
+    )(f)
 
 
 @cli.command()
@@ -151,7 +162,7 @@ def _diff_options(f: F) -> F:
 @click.pass_context
 @handle_errors
 def diff(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None, profiles: str | None, target: str | None,
-         debug: bool | None, limit: int, full_resync: bool, out_path: str | None, fmt: str) -> None:
+         debug: bool | None, limit: int, full_resync: bool, out_path: str | None, redact: bool, fmt: str) -> None:
     """Preview what `retl sync SELECTOR` would send, without sending anything.
 
     For each selected sync: rows added, changed (with before → after values) and removed against
@@ -162,7 +173,7 @@ def diff(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
 
     c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
     result = do_diff(c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, limit=limit,
-                     out=Path(out_path) if out_path else None)
+                     out=Path(out_path) if out_path else None, redact=redact)
     console.render_plans(result, fmt)
     if out_path and fmt == "text":
         console.out.print(f"[dim]plan saved to {out_path}; apply it with: retl sync --plan {out_path}[/]")
@@ -177,37 +188,47 @@ def diff(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
 @click.option("--force", is_flag=True, help="Apply plans even where a guard (e.g. max_removals) would refuse.")
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), help="Apply exactly this saved plan (from `retl diff --out`); refuse if the data moved since.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(0), help="With --dry-run: sample rows shown per kind.")
+@_redact_option
 @click.option("--wait", is_flag=True, help="If another process is running a selected sync, wait for it instead of skipping that sync.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help="json prints only JSON on stdout.")
 @click.pass_context
 @handle_errors
 def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None, profiles: str | None, target: str | None,
-         debug: bool | None, dry_run: bool, full_resync: bool, force: bool, plan_path: str | None, limit: int, wait: bool,
-         fmt: str) -> None:
+         debug: bool | None, dry_run: bool, full_resync: bool, force: bool, plan_path: str | None, limit: int, redact: bool,
+         wait: bool, fmt: str) -> None:
     """Send what changed since the last sync to each selected sync's destination.
 
     Only rows the destination accepted enter the snapshot; rejected or undelivered rows are
     recorded (see `retl runs show RUN_ID`) and sent again by the next run.
 
+    SIGTERM or Ctrl-C stops the run after its current chunk (status interrupted, exit 1);
+    a second signal exits at once. Either way the next run sends exactly what is missing.
+
     \b
     Exit codes: 0 everything synced; 1 an error (config, warehouse, destination, guard)
-    and nothing unsafe done; 2 the run completed but some rows were rejected.
+    or an interrupted run, and nothing unsafe done; 2 the run completed but some rows were
+    rejected.
     """
     from reverse_etl.api import diff as do_diff
     from reverse_etl.api import sync as do_sync
 
     c = _ctx(ctx, project_dir, profiles, target, debug, fmt)
     if dry_run:
-        result = do_diff(c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, limit=limit)
+        result = do_diff(c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, limit=limit,
+                         redact=redact)
         console.render_plans(result, fmt)
         sys.exit(result.exit_code)
+    if redact:
+        raise ConfigError("--redact applies to previews, and `retl sync` sends rows", hint="use `retl sync --dry-run --redact` or `retl diff --redact`")
     reporter = console.TextReporter(show_progress=fmt == "text")
-    sync_result = do_sync(
-        c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, force=force,
-        plan=Path(plan_path) if plan_path else None, reporter=reporter, wait=wait,
-    )
+    with stop_on_signal(threading.Event()) as stop:
+        sync_result = do_sync(
+            c.project_dir, list(selectors), target=c.target, profiles=c.profiles, full_resync=full_resync, force=force,
+            plan=Path(plan_path) if plan_path else None, reporter=reporter, wait=wait, stop=stop,
+        )
     console.render_runs_result(sync_result, fmt)
-    sys.exit(sync_result.exit_code)
+    interrupted = any(r.status == "interrupted" for r in sync_result.runs)
+    sys.exit(EXIT_ERROR if interrupted else sync_result.exit_code)
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
@@ -253,10 +274,15 @@ def sandbox() -> None:
 @click.option("--drop-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of connections dropped without an answer.")
 @click.option("--reject-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of objects rejected with a per-object error.")
 @click.option("--latency-ms", default=0.0, type=click.FloatRange(0), help="Delay before every answer.")
+@click.option("--lost-reply-rate", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of requests applied whose answer is then dropped (the client resends: duplicates where the API has no idempotency key).")
+@click.option("--slow-rate", default=0.0, type=click.FloatRange(0, 1), help="Share of requests answered --slow-ms later.")
+@click.option("--slow-ms", default=1000.0, show_default=True, type=click.FloatRange(0), help="Extra delay of a slow answer.")
 @click.option("--rate-limit", default=None, metavar="N/SECONDS", help="Answer 429 past N requests per SECONDS, e.g. 3000/3.")
 @click.option("--seed", default=None, type=int, help="Seed of the fault draws, for repeatable runs.")
 def sandbox_serve(name: str, port: int, api_key: str | None, state_path: str | None, fail_rate: float, throttle_rate: float,
-                  drop_rate: float, reject_rate: float, latency_ms: float, rate_limit: str | None, seed: int | None) -> None:
+                  drop_rate: float, reject_rate: float, latency_ms: float, lost_reply_rate: float, slow_rate: float,
+                  slow_ms: float, rate_limit: str | None, seed: int | None) -> None:
     """Run one emulator on 127.0.0.1 in the foreground until Ctrl-C.
 
     Point a profile at it with base_url (Braze: http://127.0.0.1:PORT, ODP: .../v3,
@@ -272,10 +298,12 @@ def sandbox_serve(name: str, port: int, api_key: str | None, state_path: str | N
         except ValueError:
             raise click.BadParameter("write it as N/SECONDS, e.g. 3000/3", param_hint="--rate-limit") from None
     faults = Faults(fail_rate=fail_rate, throttle_rate=throttle_rate, drop_rate=drop_rate, reject_rate=reject_rate,
-                    latency_ms=latency_ms, seed=seed)
+                    latency_ms=latency_ms, lost_reply_rate=lost_reply_rate, slow_rate=slow_rate, slow_ms=slow_ms, seed=seed)
     emulator = emulator_class(name)(api_key=api_key, faults=faults, rate_limit=limit, state_path=state_path)
     server = SandboxServer(emulator, port=port)
-    console.err.print(f"{name} emulator listening on {server.url} (api key {emulator.api_key}); Ctrl-C to stop")
+    # A key given with --api-key may be a real one reused by mistake: never echo it.
+    key = "the one given with --api-key" if api_key else emulator.api_key
+    console.err.print(f"{name} emulator listening on {server.url} (api key {key}); Ctrl-C to stop")
     sys.stdout.write(f"{server.url}\n")
     sys.stdout.flush()
     try:
@@ -300,9 +328,11 @@ def sandbox_show(ctx: click.Context, destination: str, user: str | None, project
     console.print_json(sandbox_state(c.project_dir, destination, user=user, target=c.target, profiles=c.profiles))
 
 
+from reverse_etl.cli.init import init_command  # noqa: E402 - beside the other late command imports
 from reverse_etl.cli.schedule import command as schedule_command  # noqa: E402 - it uses the helpers above
 
 cli.add_command(schedule_command())
+cli.add_command(init_command())
 
 
 def main() -> None:

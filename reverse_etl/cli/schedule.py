@@ -13,6 +13,7 @@ import orjson
 from reverse_etl.cli import console
 from reverse_etl.results import SyncResult, SyncRun
 from reverse_etl.scheduler.triggers import Decision
+from reverse_etl.secrets import RedactingFilter
 
 LOGGER = "reverse_etl.scheduler"
 FORMATS = click.Choice(["text", "json"])
@@ -22,6 +23,7 @@ def _log_to_stderr() -> Callable[[], None]:
     """Scheduler progress to stderr for the length of the command; returns the undo."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(RedactingFilter())  # no API key in a logged error, nor in its traceback
     logger = logging.getLogger(LOGGER)
     before = (logger.level, logger.propagate)
     logger.addHandler(handler)

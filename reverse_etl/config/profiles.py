@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reverse_etl.config.templating import render_tree
 from reverse_etl.config.validation import validate
+from reverse_etl.config.warehouses import DuckDBWarehouseConfig as DuckDBWarehouseConfig
+from reverse_etl.config.warehouses import WarehouseConfig
 from reverse_etl.config.yamlfile import load_yaml
 from reverse_etl.errors import ConfigError, ConfigErrors
 
@@ -19,19 +20,34 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DuckDBWarehouseConfig(Strict):
-    type: Literal["duckdb"] = "duckdb"
-    path: str = ".retl/warehouse.duckdb"
-    memory_limit: str | None = None
-    threads: int | None = Field(default=None, ge=1)
-
-
-WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
-
-
 class StateConfig(Strict):
+    """Where snapshots and run history live.
+
+    ``type: local`` is a DuckDB file (``path``); the diff then runs in a local DuckDB engine, and
+    a model of a remote warehouse is pulled into it. ``type: warehouse`` keeps them in the
+    warehouse's ``schema`` (default ``_retl``): the diff runs there and only the delta leaves it.
+    Unset: ``warehouse`` for remote warehouses, ``local`` for DuckDB. ``state: local`` is short
+    for ``{type: local}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    type: Literal["local", "warehouse"] | None = None
     path: str = ".retl/state.duckdb"
+    schema_: str = Field(default="_retl", alias="schema", min_length=1)
     keep_runs: int = Field(default=1000, ge=1, description="run records kept per sync")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"type": data}
+        return data
+
+    def in_warehouse(self, warehouse: Any) -> bool:
+        """True when the state (and so the diff) lives in ``warehouse``."""
+        if isinstance(warehouse, DuckDBWarehouseConfig):
+            return False
+        return self.type != "local"
 
 
 AlertKind = Literal["failure", "rejected", "guard"]
@@ -47,25 +63,12 @@ class AlertsConfig(Strict):
     rejected_threshold: int = Field(default=0, ge=0, description="alert when more rows than this were not delivered")
     timeout_s: float = Field(default=10.0, gt=0)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _yaml_on(cls, data: Any) -> Any:
-        # YAML 1.1 reads a bare `on:` key as the boolean true.
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
-
     @field_validator("webhook")
     @classmethod
     def _webhook(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("webhook must be an http(s) URL")
-        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("webhook must use https unless the host is loopback (127.0.0.1 / localhost)")
-        return value
+        from reverse_etl.config.urls import check_url
+
+        return None if value is None else check_url(value, "webhook")
 
     @model_validator(mode="after")
     def _somewhere(self) -> AlertsConfig:
@@ -80,6 +83,15 @@ class TargetConfig(Strict):
     alerts: AlertsConfig | None = None
     destinations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     vars: dict[str, Any] = Field(default_factory=dict)
+    dbt_project: str | None = Field(
+        default=None, description="dbt project dir (or its target/manifest.json) for syncs of `model: dbt:<name>`"
+    )
+
+    @model_validator(mode="after")
+    def _state_fits_warehouse(self) -> TargetConfig:
+        if isinstance(self.warehouse, DuckDBWarehouseConfig) and self.state.type == "warehouse":
+            raise ValueError("state: the DuckDB warehouse is opened read-only; its state lives in the local file (state: local)")
+        return self
 
     @field_validator("destinations")
     @classmethod

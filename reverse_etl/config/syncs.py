@@ -98,6 +98,15 @@ class SyncConfig(Strict):
     schedule: ScheduleConfig | None = None
     guard: GuardConfig | None = None
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("model")
+    @classmethod
+    def _dbt_model(cls, value: str) -> str:
+        # `{{ ref('x') }}` and `dbt:x` both name dbt model x; one spelling everywhere after this.
+        from reverse_etl.dbt.manifest import PREFIX, dbt_ref
+
+        name = dbt_ref(value)
+        return f"{PREFIX}{name}" if name else value
     description: str | None = None
     enabled: bool = True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -38,10 +39,38 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+# Labels pydantic puts at the end of a location for each member of a union (``str | list[str]``).
+_UNION_MEMBER = re.compile(r"(str|int|float|bool|none|list\[.*\]|dict\[.*\]|literal\[.*\])")
+_DESCRIBED = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false", "none": "null",
+              "list": "a list", "dict": "a mapping", "literal": "one of the allowed values"}
+
+
+def _union_members(errors: list[tuple[Loc, Any]]) -> list[tuple[Loc, Any]]:
+    """One error per union field: "expected a string or a list", not one error per member type."""
+    grouped: dict[Loc, list[str]] = {}
+    out: list[tuple[Loc, Any]] = []
+    for loc, err in errors:
+        last = loc[-1] if loc else None
+        if isinstance(last, str) and _UNION_MEMBER.fullmatch(last) and err["type"] != "missing":
+            parent = loc[:-1]
+            if parent not in grouped:
+                grouped[parent] = []
+                out.append((parent, {**err, "type": "union", "loc": parent}))
+            kind = _DESCRIBED.get(last.split("[")[0], last)
+            if kind not in grouped[parent]:
+                grouped[parent].append(kind)
+            continue
+        out.append((loc, err))
+    for i, (loc, err) in enumerate(out):
+        if err["type"] == "union":
+            out[i] = (loc, {**err, "msg": "expected " + " or ".join(grouped[loc])})
+    return out
+
+
 def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: type[BaseModel], what: str) -> list[ConfigError]:
     """One ConfigError per pydantic error, located in ``doc`` under ``base``."""
     out: list[ConfigError] = []
-    errors = [(_clean_loc(err["loc"]), err) for err in exc.errors()]
+    errors = _union_members([(_clean_loc(err["loc"]), err) for err in exc.errors()])
     missing = {loc for loc, err in errors if err["type"] == "missing"}
     # A misspelt required key shows as an unknown key plus a missing one: report it once,
     # suggesting the missing key first ("modle" -> "model", not "mode").
@@ -74,7 +103,8 @@ def format_errors(exc: ValidationError, doc: YamlDoc | None, base: Loc, model: t
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            message = f"{what}: {key}: {err['msg']}{shown}"
+            text = str(err["msg"]).removeprefix("Value error, ")  # pydantic's wrapper around our own messages
+            message = f"{what}: {key}: {text}{shown}"
         out.append(ConfigError(message, file=where, hint=hint))
     return out
 

@@ -7,7 +7,11 @@ requests (:class:`Call`) and read per-row results from responses.
 
 from __future__ import annotations
 
-from reverse_etl.delivery.client import Call, DeliveryClient, DeliverySettings
+from reverse_etl.delivery.client import Call, DeliveryClient, DeliverySettings, redact
 from reverse_etl.delivery.ratelimit import RateLimiter
+from reverse_etl.delivery.transport import AiohttpExchange, Answer, Exchange, HttpxExchange, RawAnswer
 
-__all__ = ["Call", "DeliveryClient", "DeliverySettings", "RateLimiter"]
+__all__ = [
+    "AiohttpExchange", "Answer", "Call", "DeliveryClient", "DeliverySettings", "Exchange", "HttpxExchange", "RateLimiter",
+    "RawAnswer", "redact",
+]

@@ -1,4 +1,24 @@
-"""Send :class:`Call` objects with retries, backoff, rate limits and bounded concurrency."""
+"""Send :class:`Call` objects with retries, backoff, rate limits and bounded concurrency.
+
+What happens to one call::
+
+    a free slot (at most `concurrency` in flight) -> a token from the endpoint's bucket -> HTTP
+      2xx / 3xx              done: the response goes back to the writer
+      401 / 403              AuthError (terminal): the run stops, nothing else would pass
+      other 4xx (not 408/425/429)
+                             returned as is: the writer reads per-row rejections from it
+      429, 5xx, 408, 425     transient: wait (Retry-After, else X-RateLimit-Reset on a 429, else
+      timeout, dropped       exponential backoff with jitter) and try again, at most max_retries
+      connection             times; then TransientError (the rows are retried by the next run)
+
+A 429 pauses the whole endpoint bucket until the moment the server named, so one throttled
+request slows every request of the run instead of each finding out on its own. A success
+whose ``X-RateLimit-Remaining`` is 0 pauses the bucket until ``X-RateLimit-Reset`` too, so a
+window the server counts is not overrun in the first place.
+
+Secrets (API keys, tokens) are replaced by ``***`` in every message this module produces. The
+wire itself is an :class:`~reverse_etl.delivery.transport.Exchange` (aiohttp by default).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +26,20 @@ import asyncio
 import email.utils
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from reverse_etl import secrets as secrets_registry
 from reverse_etl.delivery.ratelimit import RateLimiter
-from reverse_etl.errors import TerminalError, TransientError
+from reverse_etl.delivery.transport import Answer, exchange_for
+from reverse_etl.errors import AuthError, TransientError
+
+__all__ = ["RETRYABLE_STATUS", "AuthError", "Call", "DeliveryClient", "DeliverySettings", "redact", "retry_delay"]
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-class AuthError(TerminalError):
-    """401/403: the credentials are wrong or lack a permission; every later call would fail too."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,8 @@ class Call:
 
 @dataclass(frozen=True)
 class DeliverySettings:
+    """How one destination is called: where, with which headers, how fast, how patiently."""
+
     base_url: str
     headers: dict[str, str]  # sent with every request
     auth_headers: dict[str, str] = field(default_factory=dict)  # sent only to base_url's host
@@ -49,14 +72,19 @@ class DeliverySettings:
     secrets: tuple[str, ...] = ()
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with ``secrets`` and every registered secret (:mod:`reverse_etl.secrets`) masked."""
+    return secrets_registry.redact(text, extra=secrets)
 
 
-def retry_delay(response: httpx.Response | None, attempt: int, settings: DeliverySettings) -> float:
+def _seconds_until_epoch(value: str) -> float | None:
+    try:
+        return float(value) - time.time()
+    except ValueError:
+        return None
+
+
+def retry_delay(response: Answer | None, attempt: int, settings: DeliverySettings) -> float:
     """Seconds to wait before the next attempt: the server's word first, else backoff with jitter."""
     if response is not None:
         retry_after = response.headers.get("retry-after")
@@ -64,74 +92,77 @@ def retry_delay(response: httpx.Response | None, attempt: int, settings: Deliver
             try:
                 return min(settings.backoff_max_s, max(0.0, float(retry_after)))
             except ValueError:
-                parsed = email.utils.parsedate_to_datetime(retry_after)
+                try:
+                    parsed = email.utils.parsedate_to_datetime(retry_after)
+                except (TypeError, ValueError):
+                    parsed = None
                 if parsed is not None:
                     return min(settings.backoff_max_s, max(0.0, parsed.timestamp() - time.time()))
         reset = response.headers.get("x-ratelimit-reset")
         if reset and response.status_code == 429:
-            try:
-                return min(settings.backoff_max_s, max(0.0, float(reset) - time.time()))
-            except ValueError:
-                pass
+            wait = _seconds_until_epoch(reset)
+            if wait is not None:
+                return min(settings.backoff_max_s, max(0.0, wait))
     delay = min(settings.backoff_max_s, settings.backoff_base_s * (2**attempt))
     return delay * (0.5 + random.random() / 2)
 
 
 class DeliveryClient:
-    """An async HTTP client for one destination, shared by all its writers in a run."""
+    """An async HTTP client for one destination, shared by all its writers in a run.
+
+    ``transport`` is any httpx async transport (``httpx.MockTransport`` in unit tests); by
+    default an aiohttp-backed one with a keep-alive pool of ``concurrency`` connections.
+    """
 
     def __init__(self, settings: DeliverySettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
-        limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        self._client = httpx.AsyncClient(
-            base_url=settings.base_url,
-            headers=settings.headers,
-            timeout=settings.timeout_s,
-            limits=limits,
-            transport=transport,
-        )
+        self._exchange = exchange_for(transport, settings.concurrency, settings.timeout_s)
+        self._base = settings.base_url.rstrip("/")
+        self._base_host = httpx.URL(settings.base_url).host
         self._default_limiter = RateLimiter(settings.requests_per_second)
         self._limiters: dict[str, RateLimiter] = {
             name: RateLimiter(rate) for name, rate in settings.endpoint_rates.items()
         }
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._base_host = httpx.URL(settings.base_url).host
+        self._secrets = tuple(settings.secrets) + tuple(
+            v.split(" ", 1)[-1] for v in settings.auth_headers.values() if v
+        )
+        secrets_registry.register(*self._secrets)
         self.stats = {"requests": 0, "retries": 0, "throttled": 0}
 
     def _headers(self, call: Call) -> dict[str, str]:
-        headers = dict(call.headers)
+        headers = {**self.settings.headers, **call.headers}
         # Credentials go only to the API they belong to: never to another host named by Call.url.
         if call.url is None or httpx.URL(call.url).host == self._base_host:
-            headers = {**self.settings.auth_headers, **headers}
-        if call.body is not None:
-            headers.setdefault("Content-Type", "application/json")
+            headers.update(self.settings.auth_headers)
+        if call.body is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
         return headers
 
     def limiter(self, endpoint: str) -> RateLimiter:
         return self._limiters.get(endpoint, self._default_limiter)
 
-    async def send(self, call: Call) -> httpx.Response:
+    async def send(self, call: Call) -> Answer:
         """Send ``call``; return the final response (2xx or a non-retryable 4xx).
 
         Raises :class:`TransientError` when retries run out, :class:`AuthError` on 401/403.
         """
         limiter = self.limiter(call.endpoint)
         attempt = 0
+        url = call.url or (self._base + call.path if call.path.startswith("/") else f"{self._base}/{call.path}")
         while True:
-            await limiter.acquire()
-            response: httpx.Response | None = None
+            response: Answer | None = None
             problem: str
             try:
                 async with self._slots:
+                    # The token is taken once a connection is free: tokens taken while waiting for
+                    # one would all fire together when connections free up, a burst the server counts.
+                    await limiter.acquire()
                     self.stats["requests"] += 1
-                    response = await self._client.request(
-                        call.method,
-                        call.url or call.path,
-                        content=call.body,
-                        headers=self._headers(call),
-                    )
+                    response = await self._exchange(call.method, url, self._headers(call), call.body)
                 status = response.status_code
                 if status < 400:
+                    self._respect_window(response, limiter)
                     return response
                 if status in (401, 403):
                     raise AuthError(
@@ -150,7 +181,7 @@ class DeliveryClient:
                 problem = f"{call.method} {call.path} failed: {type(exc).__name__}: {exc}"
             if attempt >= self.settings.max_retries:
                 raise TransientError(
-                    redact(f"{problem} (gave up after {attempt + 1} attempts)", self.settings.secrets),
+                    redact(f"{problem} (gave up after {attempt + 1} attempts)", self._secrets),
                     status_code=response.status_code if response is not None else None,
                 )
             delay = retry_delay(response, attempt, self.settings)
@@ -160,12 +191,21 @@ class DeliveryClient:
             attempt += 1
             await asyncio.sleep(delay)
 
-    def _excerpt(self, response: httpx.Response) -> str:
+    @staticmethod
+    def _respect_window(response: Answer, limiter: RateLimiter) -> None:
+        """The server says its window is used up: hold every request until it resets."""
+        if response.headers.get("x-ratelimit-remaining") != "0":
+            return
+        wait = _seconds_until_epoch(response.headers.get("x-ratelimit-reset", ""))
+        if wait is not None and 0 < wait <= 60:
+            limiter.pause_until(time.monotonic() + wait)
+
+    def _excerpt(self, response: Answer) -> str:
         text = response.text[:300].strip() or "(empty body)"
-        return redact(text, self.settings.secrets)
+        return redact(text, self._secrets)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._exchange.aclose()
 
     async def __aenter__(self) -> DeliveryClient:
         return self

@@ -7,10 +7,13 @@ import time
 
 
 class RateLimiter:
-    """At most ``rate`` requests per second, paced evenly; bursts up to ``burst`` (default 1).
+    """At most ``rate`` requests per second, paced evenly; bursts up to ``burst`` tokens.
 
-    A burst of 1 keeps every one-second window at or under ``rate``, which is what sliding-window
-    APIs (ODP's 10 requests/s) enforce; a larger burst would trade 429s for a faster start.
+    The default burst is 1% of a second's requests (at least 1): any window of W seconds then
+    holds at most ``rate * W + burst`` requests, under a sliding-window limit (ODP's 10/s, Braze's
+    3,000 / 3 s) as long as ``rate`` keeps the 2% margin the destinations give it. A burst of
+    exactly 1 would lose throughput at high rates: a timer that wakes a fraction of a
+    millisecond late cannot bank the time it overslept.
 
     :meth:`pause_until` makes every caller wait until a moment the server named (a 429's
     ``Retry-After`` or ``X-RateLimit-Reset``), so one throttled request slows all of them.
@@ -18,7 +21,8 @@ class RateLimiter:
 
     def __init__(self, rate: float | None, burst: float | None = None) -> None:
         self.rate = rate if rate and rate > 0 else None
-        self.capacity = max(1.0, burst if burst is not None else 1.0)
+        default = max(1.0, float(int(self.rate * 0.01))) if self.rate else 1.0
+        self.capacity = max(1.0, burst if burst is not None else default)
         self.tokens = self.capacity
         self.updated = time.monotonic()
         self.paused_until = 0.0

@@ -1,8 +1,13 @@
 """What a destination is: its config model, how it checks a sync, and its writer.
 
 A destination knows its API and nothing of the warehouse. The runner hands a writer chunks of
-:class:`DeltaRow`; the writer answers with a :class:`ChunkResult` saying, per row, whether the
-destination accepted it, rejected it (with a reason) or could not be reached (failed).
+the delta (:class:`DeltaChunk`: Arrow columns or :class:`DeltaRow` objects); the writer answers
+with a :class:`ChunkResult` saying, per row, whether the destination accepted it, rejected it
+(with a reason) or could not be reached (failed).
+
+Delivering a chunk has two halves. :meth:`Writer.stage` does the CPU work (payloads, local
+validation) and no I/O, so a ``PIPELINED`` writer's next chunk is staged in a worker thread
+while the current one is on the wire; :meth:`Writer.send` does the I/O.
 """
 
 from __future__ import annotations
@@ -10,62 +15,36 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from ipaddress import ip_address
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
-import httpx
 import orjson
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from reverse_etl import secrets
 from reverse_etl.config.profiles import Strict
 from reverse_etl.config.syncs import SyncConfig
-from reverse_etl.delivery.client import AuthError, Call, DeliveryClient, DeliverySettings
-from reverse_etl.errors import TransientError
+from reverse_etl.config.urls import check_url
+from reverse_etl.delivery.client import Call, DeliveryClient, DeliverySettings
+from reverse_etl.delivery.transport import Answer
+from reverse_etl.destinations.chunk import ChunkResult, DeltaChunk, DeltaRow
+from reverse_etl.errors import is_transient
+
+__all__ = [
+    "ACTIONS", "BatchWriter", "ChunkResult", "DeltaChunk", "DeltaRow", "Destination", "DestinationConfig",
+    "MemoryState", "Staged", "Writer", "WriterState", "dumps", "json_default",
+]
 
 # What a writer is asked to do with a row (the plan's mode already applied).
 ACTIONS = ("upsert", "update", "insert", "remove", "join", "leave", "track")
-
-
-@dataclass(slots=True)
-class DeltaRow:
-    seq: int
-    action: str
-    # model column -> value. Remove/leave rows carry the snapshot's key and identifier values
-    # (what addresses the old identity); their other columns are None.
-    values: dict[str, Any]
-
-
-@dataclass
-class ChunkResult:
-    accepted: list[int] = field(default_factory=list)
-    rejected: dict[int, str] = field(default_factory=dict)  # destination said no: data problem
-    failed: dict[int, str] = field(default_factory=dict)  # could not deliver: retried next run
-
-    def merge(self, other: ChunkResult) -> None:
-        self.accepted.extend(other.accepted)
-        self.rejected.update(other.rejected)
-        self.failed.update(other.failed)
 
 
 def _version() -> str:
     from reverse_etl import __version__
 
     return __version__
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class DestinationConfig(Strict):
@@ -86,17 +65,42 @@ class DestinationConfig(Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("base_url must use https unless the host is loopback (127.0.0.1 / localhost)")
-        return value.rstrip("/")
+        return None if value is None else check_url(value, "base_url")
+
+    @model_validator(mode="after")
+    def _clean_secrets(self) -> DestinationConfig:
+        # A key read from a file often ends in a newline, a pasted one may carry a typographic
+        # character: no HTTP header can carry either, and the error an HTTP client raises quotes
+        # the value. Say which key, never its value.
+        for name, value in self.__dict__.items():
+            if isinstance(value, SecretStr) and any(not 32 <= ord(c) < 127 for c in value.get_secret_value()):
+                raise ValueError(
+                    f"{name} contains a control character (a trailing newline from a file?) or a non-ASCII "
+                    "character, which no HTTP header can carry; fix the value"
+                )
+        return self
 
     def secret_values(self) -> tuple[str, ...]:
         return tuple(v.get_secret_value() for v in self.__dict__.values() if isinstance(v, SecretStr))
+
+
+def unreadable_success(response: Answer, *, empty_ok: bool = False) -> str | None:
+    """Why a 2xx answer cannot count as delivery, or None: a body that is not JSON (a proxy's or
+    captive portal's HTML page, a cut-off answer) says nothing about the rows, so they stay
+    undelivered and are sent again by the next run."""
+    body = response.content
+    if not body:
+        return None if empty_ok else f"answered {response.status_code} with an empty body; not known to be delivered"
+    kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+    try:
+        orjson.loads(body)
+        if not kind or "json" in kind:
+            return None
+    except orjson.JSONDecodeError:
+        pass
+    excerpt = secrets.redact(body[:100].decode("utf-8", "replace")).strip()
+    return (f"answered {response.status_code} with a body that is not the API's JSON ({excerpt!r}); "
+            "not known to be delivered, sent again next run")
 
 
 def json_default(value: Any) -> Any:
@@ -159,7 +163,18 @@ class MemoryState(WriterState):
 
 
 class Writer(ABC):
-    """Writes one sync's delta in chunks. One instance per sync per run."""
+    """Writes one sync's delta in chunks. One instance per sync per run.
+
+    Class constants say how the runner may drive it:
+
+    ``COLUMNAR``   :meth:`stage` reads ``chunk.table`` (Arrow); the runner fetches Arrow, and
+                   no Python object is made per value unless the writer asks for ``rows``.
+    ``PIPELINED``  :meth:`stage` touches no I/O and no :attr:`state`, so the runner stages the
+                   next chunk in a worker thread while this one is being sent.
+    """
+
+    COLUMNAR: ClassVar[bool] = False
+    PIPELINED: ClassVar[bool] = False
 
     def __init__(self, destination: Destination, sync: SyncConfig, client: DeliveryClient) -> None:
         self.destination = destination
@@ -170,6 +185,14 @@ class Writer(ABC):
     async def prepare(self) -> None:  # noqa: B027 - optional hook
         """Called once before the first chunk (e.g. create a list if missing)."""
 
+    def stage(self, chunk: DeltaChunk) -> Any:
+        """The CPU half of delivering ``chunk`` (no I/O); what :meth:`send` then sends."""
+        return chunk
+
+    async def send(self, staged: Any) -> ChunkResult:
+        """The I/O half: deliver what :meth:`stage` made; say per row what happened."""
+        return await self.write(staged.rows)
+
     @abstractmethod
     async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
         """Deliver ``rows``; say per row what happened. Raise AuthError to stop the run."""
@@ -178,31 +201,51 @@ class Writer(ABC):
         """Called once after the last chunk."""
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A chunk made ready to send: its requests, and the rows rejected locally (never sent)."""
+
+    calls: list[Call]
+    rejected: dict[int, str]
+
+
 class BatchWriter(Writer):
     """A writer whose requests are independent batches: build calls, send concurrently, read results."""
+
+    PIPELINED = True
 
     @abstractmethod
     def build(self, rows: Sequence[DeltaRow]) -> tuple[list[Call], dict[int, str]]:
         """Requests for ``rows``, and rows rejected locally (seq -> reason) that are never sent."""
 
+    def build_chunk(self, chunk: DeltaChunk) -> tuple[list[Call], dict[int, str]]:
+        """Requests for a chunk; columnar writers override this to read ``chunk.table``."""
+        return self.build(chunk.rows)
+
     @abstractmethod
-    def outcome(self, call: Call, response: httpx.Response) -> ChunkResult:
+    def outcome(self, call: Call, response: Answer) -> ChunkResult:
         """Per-row results of one call from its response (2xx or a non-retryable 4xx)."""
 
-    async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
-        calls, local_rejects = self.build(rows)
-        result = ChunkResult(rejected=dict(local_rejects))
+    def stage(self, chunk: DeltaChunk) -> Staged:
+        calls, rejected = self.build_chunk(chunk)
+        return Staged(calls, rejected)
+
+    async def send(self, staged: Staged) -> ChunkResult:
+        result = ChunkResult(rejected=dict(staged.rejected))
+        calls = staged.calls
         outcomes = await asyncio.gather(*(self.send_call(call) for call in calls), return_exceptions=True)
         for call, outcome in zip(calls, outcomes, strict=True):
-            if isinstance(outcome, AuthError):
-                raise outcome
-            if isinstance(outcome, TransientError):
-                result.failed.update({seq: outcome.message for seq in call.seqs})
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            else:
+            if isinstance(outcome, ChunkResult):
                 result.merge(outcome)
+            elif isinstance(outcome, Exception) and is_transient(outcome):
+                reason = getattr(outcome, "message", str(outcome))
+                result.failed.update({seq: reason for seq in call.seqs})
+            else:  # AuthError and other terminal errors stop the run; so do bugs
+                raise outcome
         return result
+
+    async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:
+        return await self.send(self.stage(DeltaChunk.from_rows(rows)))
 
     async def send_call(self, call: Call) -> ChunkResult:
         """Send one call and read its per-row results; override to follow up (e.g. resend the valid rows)."""
@@ -224,6 +267,7 @@ class Destination(ABC):
     def __init__(self, name: str, config: DestinationConfig) -> None:
         self.name = name
         self.config = config
+        secrets.register_model(config)  # masked wherever text leaves the process
 
     @property
     def batch_size(self) -> int:

@@ -19,6 +19,7 @@ No row ever passes through Python to compute the diff; only the delta is streame
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,47 @@ _RESEND: dict[tuple[str, str], tuple[str, str, str]] = {
 }
 _ORDER = {"delete": 0, "replace": 1, "insert": 2}
 
+# Maybe-held rows (see Differ.hold) live beside the snapshot, in ``held_table(snapshot)``, with this
+# row hash. It equals no real hash (DuckDB's hash of a struct is never 1 in practice; a sync without
+# hashed columns hashes to 0), so such a row is never "same": while in the model it is sent again
+# (as added), and once gone from the model its removal is sent.
+MAYBE_HASH = 1
+
+
+def held_table(snapshot_table: str) -> str:
+    """The maybe-held rows of a snapshot: a table of the same columns, named after it."""
+    if snapshot_table.endswith('"'):
+        return snapshot_table[:-1] + '__held"'
+    return snapshot_table + "__held"
+
+
+def snapshot_side(snapshot_table: str, columns: SyncColumns, current: Callable[[str], str] = lambda t: t) -> str:
+    """What the diff compares with: the snapshot's rows and the maybe-held ones (disjoint keys).
+
+    A relation for ``FROM`` (aliased: PostgreSQL wants one on every subquery there).
+    """
+    cols = ", ".join(quote(c) for c in [*columns.key, *columns.values, "__retl_hash"])
+    held = held_table(snapshot_table)
+    return (f"(SELECT {cols} FROM {current(snapshot_table)} AS __retl_s "
+            f"UNION ALL SELECT {cols} FROM {current(held)} AS __retl_h) AS __retl_side")
+
+
+def outcomes_of(sync_type: str, mode: str, full_resync: bool) -> list[tuple[str, str, str, str]]:
+    """(op, action, kind, ack) rows of the mode's action table; a maybe-held row is sent as an
+    added one would be, and replaces its placeholder."""
+    actions = _ACTIONS[(sync_type, mode)]
+    out = [(op, *o) for op, items in actions.items() for o in items]
+    out += [("maybe", action, kind, "replace") for action, kind, _ in actions.get("added", [])]
+    if full_resync:
+        out.append(("same", *_RESEND[(sync_type, mode)]))
+    return out
+
+
+def holds_rows(sync_type: str, mode: str) -> bool:
+    """Whether rows are held before sending: only modes that send removals need to know which
+    rows the destination may hold."""
+    return "removed" in _ACTIONS[(sync_type, mode)]
+
 
 @dataclass(frozen=True)
 class SyncColumns:
@@ -90,6 +132,8 @@ class Delta:
     rows: int
     fingerprint: str
     split: bool = False  # holds audience identity changes (a leave and a join for one key)
+    holds: bool = False  # added rows are held (maybe-held) before they are sent: see Differ.hold
+    maybe: bool = False  # sends rows that were maybe held (their placeholders go on acknowledgement)
 
 
 def check_keys(conn: duckdb.DuckDBPyConnection, model_table: str, key: list[str], model: str, examples: int = 5) -> None:
@@ -144,10 +188,11 @@ class Differ:
         self._n += 1
         joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
         delta = f"memory.main.{quote(f'__retl_delta_{self._n}')}"
-        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {self._join_sql(model_table, snapshot_table, columns, full_resync)}")
+        side = snapshot_side(snapshot_table, columns)
+        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {self._join_sql(model_table, side, columns, full_resync)}")
         try:
-            self._check_keys(joined, model_table, snapshot_table, columns.key, model)
-            self.conn.execute(f"CREATE OR REPLACE TABLE {delta} AS {self._delta_sql(joined, snapshot_table, columns, sync_type, mode, full_resync)}")
+            self._check_keys(joined, model_table, side, columns.key, model)
+            self.conn.execute(f"CREATE OR REPLACE TABLE {delta} AS {self._delta_sql(joined, side, columns, sync_type, mode, full_resync)}")
         finally:
             self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
         keys = ", ".join(quote(k) for k in columns.key)
@@ -155,12 +200,14 @@ class Differ:
             f"SELECT count(*) FILTER (WHERE __retl_kind = 'added'), count(*) FILTER (WHERE __retl_kind = 'changed'), "
             f"count(*) FILTER (WHERE __retl_kind = 'removed'), count(*), "
             f"coalesce(bit_xor(hash(__retl_action, {keys}, __retl_hash, __retl_old_hash)), 0), "
-            f"count(*) FILTER (WHERE __retl_op = 'changed' AND __retl_ack = 'insert') "
+            f"count(*) FILTER (WHERE __retl_op = 'changed' AND __retl_ack = 'insert'), "
+            f"count(*) FILTER (WHERE __retl_op = 'maybe' OR (__retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH})) "
             f"FROM {delta}"
         ).fetchone()
         assert counts is not None
         return Delta(delta, columns, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]),
-                     f"{counts[3]}:{counts[4]:x}", split=bool(counts[5]))
+                     f"{counts[3]}:{counts[4]:x}", split=bool(counts[5]), holds=holds_rows(sync_type, mode),
+                     maybe=bool(counts[6]))
 
     def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
         """Null and duplicate keys, proven from counts the join already made.
@@ -202,6 +249,7 @@ class Differ:
         )
         return (
             "SELECT CASE WHEN o.__retl_hash IS NULL THEN 'added' WHEN n.__retl_in_model IS NULL THEN 'removed' "
+            f"WHEN o.__retl_hash = {MAYBE_HASH} THEN 'maybe' "
             "WHEN n.__retl_hash <> o.__retl_hash THEN 'changed' ELSE 'same' END AS __retl_op, "
             + ", ".join(f"coalesce(n.{q(k)}, o.{q(k)}) AS {q(k)}" for k in key)
             + "".join(f", n.{q(c)}" for c in others)
@@ -219,9 +267,7 @@ class Differ:
         q = quote
         key = columns.key
         others = [c for c in columns.all if c not in key]
-        outcomes = [(op, *o) for op, items in _ACTIONS[(sync_type, mode)].items() for o in items]
-        if full_resync:
-            outcomes.append(("same", *_RESEND[(sync_type, mode)]))
+        outcomes = outcomes_of(sync_type, mode, full_resync)
         # op/action/kind/ack are this module's constants, never user input. A removal, and the
         # leave half of a changed audience member, speak for the old identity: send old values.
         mapping = ", ".join(
@@ -252,8 +298,40 @@ class Differ:
             f"{old_join} ORDER BY __retl_seq"
         )
 
-    def ack(self, delta: Delta, snapshot_table: str, lo: int, hi: int, not_accepted: list[int]) -> int:
-        """Apply the accepted rows of seq range ``[lo, hi]`` to the snapshot, in one transaction."""
+    def hold(self, delta: Delta, snapshot_table: str, lo: int, hi: int) -> None:
+        """Before rows ``lo..hi`` are sent: record the added ones as maybe held.
+
+        A row whose request got no answer (a lost reply, a timeout, a crash) may be held by the
+        destination. Known to no one, its removal would never be sent once it leaves the model. So,
+        in modes that send removals, added rows are recorded before they are sent in the
+        snapshot's held table (:func:`held_table`), which the diff reads with the snapshot. The
+        snapshot itself stays what the destination is known to hold: an acknowledgement moves an
+        accepted row there, and takes a rejected one out of the held table (the destination said
+        no: it does not hold it); a row without an answer stays held.
+        """
+        if not delta.holds:
+            return
+        key = delta.columns.key
+        stored = [*key, *delta.columns.values]
+        held = held_table(snapshot_table)
+        match_key = " AND ".join(f"s.{quote(k)} = d.{quote(k)}" for k in key)
+        self.conn.execute(
+            f"INSERT INTO {held} ({', '.join(quote(c) for c in stored)}, __retl_hash) "
+            f"SELECT {', '.join('d.' + quote(c) for c in stored)}, {MAYBE_HASH} FROM {delta.table} AS d "
+            f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND d.__retl_op = 'added' "
+            f"AND NOT EXISTS (SELECT 1 FROM {held} AS s WHERE {match_key})",
+            {"lo": lo, "hi": hi},
+        )
+
+    def ack(
+        self, delta: Delta, snapshot_table: str, lo: int, hi: int, not_accepted: list[int], rejected: Sequence[int] = ()
+    ) -> int:
+        """Apply the accepted rows of seq range ``[lo, hi]`` to the snapshot, in one transaction.
+
+        ``rejected`` (among ``not_accepted``): rows the destination refused, so does not hold;
+        their maybe-held placeholders (see :meth:`hold`) are taken out. Rows not accepted for any
+        other reason (no answer) keep theirs.
+        """
         key = delta.columns.key
         stored = [*key, *delta.columns.values]
         match_key = " AND ".join(f"s.{quote(k)} = d.{quote(k)}" for k in key)
@@ -271,6 +349,15 @@ class Differ:
                 f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'replace' AND {match_key}",
                 params,
             )
+            if delta.holds or delta.maybe:
+                # An answered row is no longer maybe held: accepted, it is in the snapshot (or removed);
+                # rejected, the destination does not hold it. Unanswered ones stay.
+                answered = f"({rng} OR (list_contains($rejected, d.__retl_seq) AND d.__retl_op = 'added'))"
+                self.conn.execute(
+                    f"DELETE FROM {held_table(snapshot_table)} AS s USING {delta.table} AS d "
+                    f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND {answered} AND {match_key}",
+                    {**params, "rejected": list(rejected)},
+                )
             # The join half of an audience identity change enters only once its leave half did:
             # if the leave was rejected, the old identity stays and the next run tries both again.
             # That keeps snapshot keys unique, which the key check relies on.
@@ -292,4 +379,4 @@ class Differ:
         return hi - lo + 1 - len(not_accepted)
 
 
-__all__ = ["OLD", "Delta", "Differ", "SyncColumns", "check_keys", "ident"]
+__all__ = ["MAYBE_HASH", "OLD", "held_table", "snapshot_side", "Delta", "Differ", "SyncColumns", "check_keys", "holds_rows", "ident", "outcomes_of"]

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from reverse_etl.plan.plan import PlanFile, SyncPlan, sample_rows
+from reverse_etl.plan.redact import redact_plan, redact_value
 
-__all__ = ["PlanFile", "SyncPlan", "sample_rows"]
+__all__ = ["PlanFile", "SyncPlan", "redact_plan", "redact_value", "sample_rows"]

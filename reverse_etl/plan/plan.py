@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 
 from reverse_etl.diff.engine import Delta
@@ -80,10 +80,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def sample_rows(conn: duckdb.DuckDBPyConnection, delta: Delta, snapshot_table: str, limit: int) -> dict[str, list[dict[str, Any]]]:
+def sample_rows(
+    query: Callable[[str], Sequence[tuple[Any, ...]]], delta: Delta, snapshot_table: str, limit: int
+) -> dict[str, list[dict[str, Any]]]:
     """Up to ``limit`` rows per kind; changed rows list only the columns that changed, before -> after.
 
-    The "before" values are read from the snapshot for the sampled rows only.
+    The "before" values are read from the snapshot for the sampled rows only. ``query`` runs one
+    SELECT of the session's engine; the text is both DuckDB SQL and the canonical SQL that
+    pushdown engines transpile (every identifier quoted, so no engine folds its case).
     """
     if limit <= 0 or delta.rows == 0:
         return {}
@@ -92,15 +96,16 @@ def sample_rows(conn: duckdb.DuckDBPyConnection, delta: Delta, snapshot_table: s
     select = ", ".join(f"d.{quote(c)}" for c in shown)
     olds = "".join(f", s.{quote(c)}" for c in cols.values)
     on_key = " AND ".join(f"s.{quote(k)} = d.{quote(k)}" for k in cols.key)
-    old_join = f" LEFT JOIN {snapshot_table} AS s ON {on_key} AND s.__retl_hash = d.__retl_old_hash" if cols.values else ""
+    old_join = f' LEFT JOIN {snapshot_table} AS s ON {on_key} AND s."__retl_hash" = d."__retl_old_hash"' if cols.values else ""
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in ("added", "changed", "removed"):
-        query = (
-            f"SELECT d.__retl_action, {select}{olds} FROM "
-            f"(SELECT * FROM {delta.table} WHERE __retl_kind = ? ORDER BY __retl_seq LIMIT {int(limit)}) AS d"
-            f"{old_join} ORDER BY d.__retl_seq"
+        # kind is one of this module's constants, never user input
+        sql = (
+            f'SELECT d."__retl_action", {select}{olds} FROM '
+            f'(SELECT * FROM {delta.table} WHERE "__retl_kind" = \'{kind}\' ORDER BY "__retl_seq" LIMIT {int(limit)}) AS d'
+            f'{old_join} ORDER BY d."__retl_seq"'
         )
-        rows = conn.execute(query, [kind]).fetchall()
+        rows = query(sql)
         items: list[dict[str, Any]] = []
         for row in rows:
             action, values = row[0], dict(zip(shown, row[1 : 1 + len(shown)], strict=True))

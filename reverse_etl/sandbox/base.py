@@ -34,10 +34,17 @@ class Faults:
     reject_rate: float = 0.0  # reject single objects with the API's per-object error
     latency_ms: float = 0.0  # sleep before answering
     seed: int | None = None
+    # Apply the request, then close the connection without an answer: the acknowledgement is
+    # lost, so the client cannot tell it from a drop and sends again. What makes a resend a
+    # duplicate where the API has no idempotency key.
+    lost_reply_rate: float = 0.0
+    slow_rate: float = 0.0  # share of requests that sleep a further ``slow_ms`` before answering
+    slow_ms: float = 0.0
 
     @property
     def active(self) -> bool:
-        return any((self.fail_rate, self.throttle_rate, self.drop_rate, self.reject_rate, self.latency_ms))
+        return any((self.fail_rate, self.throttle_rate, self.drop_rate, self.reject_rate, self.latency_ms,
+                    self.lost_reply_rate, self.slow_rate))
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class Emulator(ABC):
         self.rng = random.Random(self.faults.seed)
         self._window = _Window(rate_limit) if rate_limit else None
         self.request_log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.lost_replies: list[tuple[Request, Response]] = []  # applied, then the answer was dropped
         self.reset()
         if self.state_path and self.state_path.exists():
             self.load(orjson.loads(self.state_path.read_bytes()))
@@ -133,11 +141,13 @@ class Emulator(ABC):
 
     def dispatch(self, request: Request) -> Response | None:
         """Apply latency, faults and rate limits, then :meth:`handle`. ``None`` drops the connection."""
-        if self.faults.latency_ms:
-            time.sleep(self.faults.latency_ms / 1000)
-        with self.lock:
-            draw = self.rng.random() if self.faults.active else 1.0
         f = self.faults
+        with self.lock:
+            draw = self.rng.random() if f.active else 1.0
+            slow = f.slow_rate > 0 and self.rng.random() < f.slow_rate
+        delay = f.latency_ms + (f.slow_ms if slow else 0.0)
+        if delay:
+            time.sleep(delay / 1000)
         if draw < f.drop_rate:
             self._log(request, 0)
             return DROP
@@ -145,6 +155,7 @@ class Emulator(ABC):
             return self._log(request, self.server_error())
         if draw < f.drop_rate + f.fail_rate + f.throttle_rate:
             return self._log(request, self.throttled(time.time() + 1))
+        lose_reply = draw < f.drop_rate + f.fail_rate + f.throttle_rate + f.lost_reply_rate
         extra: dict[str, str] = {}
         if self._window is not None:
             admitted, remaining, reset = self._window.admit()
@@ -154,6 +165,11 @@ class Emulator(ABC):
                 return self._log(request, Response(resp.status, resp.body, {**extra, **resp.headers}))
         with self.lock:
             resp = self.handle(request)
+            if lose_reply:
+                self.lost_replies.append((request, resp))
+        if lose_reply:
+            self._log(request, 0)
+            return DROP
         if extra:
             resp = Response(resp.status, resp.body, {**extra, **resp.headers})
         return self._log(request, resp)

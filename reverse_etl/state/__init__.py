@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from reverse_etl.state.store import RowError, RunRecord, SnapshotInfo, StateStore
+from reverse_etl.state.base import RowError, RunRecord, SnapshotInfo, StateStore
+from reverse_etl.state.store import DuckDBStateStore
 
-__all__ = ["RowError", "RunRecord", "SnapshotInfo", "StateStore"]
+__all__ = ["DuckDBStateStore", "RowError", "RunRecord", "SnapshotInfo", "StateStore"]

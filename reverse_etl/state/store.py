@@ -11,21 +11,34 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from reverse_etl.diff.engine import held_table
 from reverse_etl.errors import StateBusyError, StateError
 from reverse_etl.modeling.model import quote
+from reverse_etl.state.base import (
+    ENGINE_VERSION,
+    RUN_COLUMNS,
+    RowError,
+    RunRecord,
+    SnapshotInfo,
+    StateStore,
+    now,
+    reset_reason,
+)
 from reverse_etl.state.migrations import LATEST, MIGRATIONS
 
+__all__ = [
+    "CATALOG", "ENGINE_VERSION", "DuckDBStateStore", "RowError", "RunRecord", "SnapshotInfo", "StateStore",
+    "hash_algorithm", "now",
+]
+
 CATALOG = "retl_state"
-ENGINE_VERSION = "1"
 
 
 def hash_algorithm() -> str:
@@ -33,76 +46,10 @@ def hash_algorithm() -> str:
     return f"duckdb-hash-struct/{duckdb.__version__}"
 
 
-def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+_RUN_COLUMNS = ", ".join(RUN_COLUMNS)
 
 
-@dataclass(frozen=True)
-class SnapshotInfo:
-    sync: str
-    table: str  # fully qualified, quoted
-    key_columns: list[str]
-    value_columns: list[str]
-    hash_columns: list[str]
-    hash_algorithm: str
-    destination_key: str | None = None
-    reset: str | None = None  # why the snapshot was (or, in a preview, would be) started afresh
-
-
-@dataclass
-class RowError:
-    row_key: str
-    action: str
-    kind: str  # rejected | failed
-    reason: str
-
-
-@dataclass
-class RunRecord:
-    run_id: str
-    sync: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    duration_s: float | None = None
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    sent: int = 0
-    failed: int = 0
-    rejected: int = 0
-    full_resync: bool = False
-    trigger: str | None = None
-    error: str | None = None
-    errors: list[RowError] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "sync": self.sync,
-            "status": self.status,
-            "started_at": self.started_at.isoformat() + "Z",
-            "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
-            "duration_s": self.duration_s,
-            "added": self.added,
-            "changed": self.changed,
-            "removed": self.removed,
-            "sent": self.sent,
-            "failed": self.failed,
-            "rejected": self.rejected,
-            "full_resync": self.full_resync,
-            "trigger": self.trigger,
-            "error": self.error,
-        }
-
-
-_RUN_COLUMNS = (
-    "run_id, sync, status, started_at, finished_at, duration_s, added, changed, removed, sent, failed, "
-    "rejected, full_resync, trigger, error"
-)
-
-
-class StateStore:
+class DuckDBStateStore(StateStore):
     """Reads and writes ``retl_state`` on a DuckDB connection that has it attached."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -111,7 +58,7 @@ class StateStore:
 
     # --- opening -----------------------------------------------------------------------
     @staticmethod
-    def attach(conn: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool = False) -> StateStore:
+    def attach(conn: duckdb.DuckDBPyConnection, path: Path, *, read_only: bool = False) -> DuckDBStateStore:
         """Attach the state file to ``conn`` (creating it owner-only), migrate it, return the store."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
@@ -128,7 +75,7 @@ class StateStore:
             raise StateError(f"cannot open the state store {path}: {text.strip()}") from None
         if fresh:
             os.chmod(path, 0o600)
-        store = StateStore(conn, path)
+        store = DuckDBStateStore(conn, path)
         if not (read_only and not fresh):
             store.migrate()
             store._close_orphans()
@@ -138,11 +85,11 @@ class StateStore:
 
     @staticmethod
     @contextmanager
-    def open(path: Path, *, read_only: bool = False) -> Iterator[StateStore]:
+    def open(path: Path, *, read_only: bool = False) -> Iterator[DuckDBStateStore]:
         """A standalone connection to the state file (``retl runs``)."""
         conn = duckdb.connect(":memory:")
         try:
-            yield StateStore.attach(conn, path, read_only=read_only)
+            yield DuckDBStateStore.attach(conn, path, read_only=read_only)
         finally:
             conn.close()
 
@@ -215,6 +162,7 @@ class StateStore:
         *,
         destination_key: str | None = None,
         preview: bool = False,
+        model_table: str | None = None,
     ) -> SnapshotInfo:
         """The sync's snapshot table, created or evolved to hold these columns.
 
@@ -229,11 +177,7 @@ class StateStore:
         info = self.snapshot(sync)
         algorithm = hash_algorithm()
         key_columns = list(key_types)
-        reset = None
-        if info is not None and info.key_columns != key_columns:
-            reset = f"the primary key changed from {info.key_columns} to {key_columns}"
-        elif info is not None and info.destination_key and destination_key and info.destination_key != destination_key:
-            reset = "the sync now points at another destination (or list, audience, object)"
+        reset = reset_reason(info, key_columns, destination_key)
         if reset is not None:
             if preview:
                 return self._empty_stand_in(sync, key_types, value_types, hash_columns, algorithm, reset)
@@ -251,6 +195,7 @@ class StateStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [sync, name, key_columns, list(value_types), hash_columns, algorithm, ENGINE_VERSION, now(), now(), destination_key],
             )
+            self._sync_held(table)
             return SnapshotInfo(sync, table, key_columns, list(value_types), hash_columns, algorithm, destination_key, reset)
         existing = self.table_columns(info.table)
         for column, sql_type in value_types.items():
@@ -272,7 +217,20 @@ class StateStore:
             "engine_version = ?, updated_at = ?, destination_key = coalesce(?, destination_key) WHERE sync = ?",
             [value_columns, hash_columns, algorithm, ENGINE_VERSION, now(), destination_key, sync],
         )
+        self._sync_held(info.table)
         return SnapshotInfo(sync, info.table, key_columns, value_columns, hash_columns, algorithm, destination_key)
+
+    def _sync_held(self, table: str) -> None:
+        """The snapshot's table of maybe-held rows (see Differ.hold), with the snapshot's columns."""
+        held = held_table(table)
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {held} AS SELECT * FROM {table} LIMIT 0")
+        have = self.table_columns(held)
+        for column, sql_type in self.table_columns(table).items():
+            if have.get(column) == sql_type:
+                continue
+            if column in have:  # retyped in the snapshot: the few held values are cleared
+                self.conn.execute(f"ALTER TABLE {held} DROP COLUMN {quote(column)}")
+            self.conn.execute(f"ALTER TABLE {held} ADD COLUMN {quote(column)} {sql_type}")
 
     def _empty_stand_in(
         self, sync: str, key_types: dict[str, str], value_types: dict[str, str], hash_columns: list[str], algorithm: str, reset: str
@@ -280,6 +238,7 @@ class StateStore:
         table = f"memory.main.{quote('__retl_empty_' + _table_name(sync))}"
         cols = [f"{quote(c)} {t}" for c, t in {**key_types, **value_types}.items()]
         self.conn.execute(f'CREATE OR REPLACE TABLE {table} ({", ".join(cols)}, "__retl_hash" UBIGINT NOT NULL)')
+        self.conn.execute(f"CREATE OR REPLACE TABLE {held_table(table)} AS SELECT * FROM {table} LIMIT 0")
         return SnapshotInfo(sync, table, list(key_types), list(value_types), hash_columns, algorithm, None, reset)
 
     def table_columns(self, qualified: str) -> dict[str, str]:
@@ -290,11 +249,33 @@ class StateStore:
         info = self.snapshot(sync)
         if info:
             self.conn.execute(f"DROP TABLE IF EXISTS {info.table}")
+            self.conn.execute(f"DROP TABLE IF EXISTS {held_table(info.table)}")
             self.conn.execute(f"DELETE FROM {CATALOG}._retl_syncs WHERE sync = ?", [sync])
 
     def snapshot_count(self, info: SnapshotInfo) -> int:
         row = self.conn.execute(f"SELECT count(*) FROM {info.table}").fetchone()
         return int(row[0]) if row else 0
+
+    def iter_snapshot(self, table: str, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+        # Its own cursor, so the runner's other queries may interleave with the stream.
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {table}")
+            while batch := cursor.fetchmany(10_000):
+                yield from batch
+        finally:
+            cursor.close()
+
+    # --- _retl_meta ----------------------------------------------------------------------
+    def meta_get(self, key: str) -> str | None:
+        row = self.conn.execute(f"SELECT value FROM {CATALOG}._retl_meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta_put(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute(f"DELETE FROM {CATALOG}._retl_meta WHERE key = ?", [key])
+        else:
+            self.conn.execute(f"INSERT OR REPLACE INTO {CATALOG}._retl_meta VALUES (?, ?)", [key, value])
 
     # --- runs --------------------------------------------------------------------------
     def start_run(self, sync: str, *, full_resync: bool = False, trigger: str | None = None) -> RunRecord:

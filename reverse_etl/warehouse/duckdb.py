@@ -8,18 +8,24 @@ large intermediate results spill to ``.retl/tmp``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import duckdb
 
-from reverse_etl.config.profiles import DuckDBWarehouseConfig
+from reverse_etl.config.profiles import StateConfig
+from reverse_etl.config.warehouses import DuckDBWarehouseConfig
+from reverse_etl.diff.engine import Delta, Differ
 from reverse_etl.errors import ModelError, WarehouseLockedError
 from reverse_etl.modeling import Model
 from reverse_etl.modeling.model import quote
+from reverse_etl.plan.plan import sample_rows
+from reverse_etl.state.base import StateStore
+from reverse_etl.state.store import DuckDBStateStore
 from reverse_etl.warehouse.base import Warehouse, WarehouseSession
 
 _RESERVED_ALIASES = {"memory", "temp", "system", "main", "retl_state"}
@@ -34,6 +40,7 @@ class DuckDBSession(WarehouseSession):
     def __init__(self, conn: duckdb.DuckDBPyConnection, root: Path) -> None:
         self.conn = conn
         self.root = root
+        self._umask: int | None = None
 
     def build(self, models: list[Model]) -> None:
         for model in models:
@@ -51,9 +58,50 @@ class DuckDBSession(WarehouseSession):
         # it into a table first would cost a full write of the model for every sync.
         return quote(model)
 
+    def open_state(self, config: StateConfig, root: Path) -> StateStore:
+        path = Path(config.path)
+        # The state file is made owner-only, but DuckDB creates its write-ahead log (snapshot rows:
+        # customer identifiers) later, with the process umask: hold 077 while the state is open.
+        if self._umask is None:
+            self._umask = os.umask(0o077)
+        return DuckDBStateStore.attach(self.conn, path if path.is_absolute() else root / path)
+
+    def close(self) -> None:
+        """Close the engine (DuckDB checkpoints the state on close), then give the umask back."""
+        try:
+            self.conn.close()
+        finally:
+            if self._umask is not None:
+                os.umask(self._umask)
+                self._umask = None
+
+    def differ(self) -> Differ:
+        return Differ(self.conn)
+
+    def fetch_delta(self, delta: Delta, lo: int, hi: int) -> list[tuple[Any, ...]]:
+        return self.conn.execute(_delta_query(delta), [lo, hi]).fetchall()
+
+    def fetch_delta_arrow(self, delta: Delta, lo: int, hi: int) -> Any:
+        # A relation (sql) hands its result over as Arrow without the extra copy of a DB-API
+        # result; a cursor of its own, since the shared connection may hold an unfinished result.
+        cursor = self.conn.cursor()
+        try:
+            return cursor.sql(_delta_query(delta), params=[lo, hi]).to_arrow_table()
+        finally:
+            cursor.close()
+
+    def sample(self, delta: Delta, snapshot_table: str, limit: int) -> dict[str, list[dict[str, Any]]]:
+        return sample_rows(lambda sql: self.conn.execute(sql).fetchall(), delta, snapshot_table, limit)
+
 
 class DuckDBWarehouse(Warehouse):
     DIALECT: ClassVar[str] = "duckdb"
+    SUPPORTS_TRANSACTIONS: ClassVar[bool] = True
+    SUPPORTS_MERGE: ClassVar[bool] = False
+    SUPPORTS_TEMP_TABLES: ClassVar[bool] = True
+    SUPPORTS_ARROW: ClassVar[bool] = True
+    PUSHDOWN: ClassVar[bool] = False  # the diff runs here anyway: the state file is attached to this engine
+    TESTED_LIVE: ClassVar[bool] = True
 
     def __init__(self, config: DuckDBWarehouseConfig, root: Path) -> None:
         self.config = config
@@ -67,6 +115,7 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def session(self) -> Iterator[DuckDBSession]:
         conn = duckdb.connect(":memory:")
+        session = DuckDBSession(conn, self.root)
         try:
             conn.execute("SET file_search_path = ?", [str(self.root)])
             tmp = self.root / ".retl" / "tmp"
@@ -88,15 +137,23 @@ class DuckDBWarehouse(Warehouse):
                     ) from None
                 raise
             conn.execute(f"USE {quote(self.alias())}")
-            yield DuckDBSession(conn, self.root)
+            yield session
         finally:
-            conn.close()
+            session.close()
 
     def _ensure_exists(self) -> None:
         if self.path.exists():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         duckdb.connect(str(self.path)).close()
+
+
+def _delta_query(delta: Delta) -> str:
+    names = ", ".join(quote(n) for n in delta.columns.all)
+    return (
+        f"SELECT __retl_seq, __retl_action, {names} FROM {delta.table} "
+        "WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq"
+    )
 
 
 def _clean(exc: Exception) -> str:

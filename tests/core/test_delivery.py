@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -93,3 +94,72 @@ def test_rate_limiter_paces_evenly() -> None:
 
     elapsed = run(go())
     assert 0.18 <= elapsed < 0.6  # 10 intervals of 20 ms, no initial burst beyond one request
+
+
+def test_default_burst_is_one_percent_of_a_second() -> None:
+    assert RateLimiter(980).capacity == 9
+    assert RateLimiter(10).capacity == 1  # ODP's 10/s sliding window: never more than one at once
+    assert RateLimiter(None).rate is None
+
+
+def test_a_429_pauses_the_whole_endpoint_until_retry_after() -> None:
+    seen: list[float] = []
+    answers = iter([httpx.Response(429, headers={"Retry-After": "0.3"})] + [httpx.Response(201)] * 3)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(time.monotonic())
+        return next(answers)
+
+    async def go() -> None:
+        async with DeliveryClient(settings(concurrency=4), httpx.MockTransport(handler)) as client:
+            first = asyncio.create_task(client.send(Call("POST", "/x", b"{}")))
+            await asyncio.sleep(0.05)  # the 429 is in: the others must wait for the pause too
+            await asyncio.gather(first, client.send(Call("POST", "/y", b"{}")), client.send(Call("POST", "/z", b"{}")))
+
+    run(go())
+    assert len(seen) == 4 and all(t - seen[0] >= 0.28 for t in seen[1:])
+
+
+def test_x_ratelimit_reset_is_honoured_when_there_is_no_retry_after() -> None:
+    answers = iter([httpx.Response(429, headers={"X-RateLimit-Reset": str(time.time() + 0.4)}), httpx.Response(201)])
+
+    async def go() -> float:
+        async with DeliveryClient(settings(), httpx.MockTransport(lambda r: next(answers))) as client:
+            start = time.monotonic()
+            await client.send(Call("POST", "/x", b"{}"))
+            return time.monotonic() - start
+
+    assert 0.25 <= run(go()) < 2
+
+
+def test_aiohttp_exchange_against_a_real_server_timeouts_and_drops() -> None:
+    from reverse_etl.delivery.transport import AiohttpExchange
+    from reverse_etl.sandbox import Faults, SandboxServer
+    from reverse_etl.sandbox.braze import BrazeEmulator
+
+    headers = {"Authorization": "Bearer sandbox-key", "Content-Type": "application/json"}
+    body = b'{"attributes":[{"external_id":"u1","a":1}]}'
+
+    async def call(url: str, timeout_s: float = 5.0) -> Any:
+        exchange = AiohttpExchange(connections=2, timeout_s=timeout_s)
+        try:
+            return await exchange("POST", f"{url}/users/track", headers, body)
+        finally:
+            await exchange.aclose()
+
+    with SandboxServer(BrazeEmulator()) as server:
+        answer = run(call(server.url))
+        assert (answer.status_code, answer.is_success) == (201, True)
+        assert answer.headers.get("content-type") == "application/json" and b"success" in answer.content
+    with SandboxServer(BrazeEmulator(faults=Faults(latency_ms=300))) as server, pytest.raises(httpx.TimeoutException):
+        run(call(server.url, timeout_s=0.05))
+    with SandboxServer(BrazeEmulator(faults=Faults(drop_rate=1.0))) as server, pytest.raises(httpx.TransportError):
+        run(call(server.url))
+
+
+def test_raw_answers_read_like_httpx_responses() -> None:
+    from reverse_etl.delivery.transport import RawAnswer
+
+    answer = RawAnswer(200, {"link": '<https://api.test/v2/x?page=2>; rel="next", <https://api.test/v2/x?page=9>; rel="last"'}, b"ok")
+    assert answer.links["next"]["url"] == "https://api.test/v2/x?page=2" and answer.links["last"]["url"].endswith("9")
+    assert (answer.text, answer.is_success) == ("ok", True)

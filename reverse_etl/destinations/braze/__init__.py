@@ -1,1 +1,2 @@
-"""Braze: /users/track attributes and events, /users/delete (see shared/destinations/braze.md)."""
+"""Braze: /users/track attributes and events, /users/delete, subscription groups and catalog items
+(see shared/destinations/braze.md): config.py, validate.py, payload.py, destination.py, writer.py."""

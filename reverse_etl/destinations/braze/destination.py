@@ -1,41 +1,67 @@
-"""The Braze destination and its writer."""
+"""The Braze destination: instances, limits, and which syncs it can run (its writer: writer.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
-import httpx
-import orjson
+from pydantic import ValidationError
 
 from reverse_etl.config.syncs import SyncConfig
-from reverse_etl.delivery.client import Call, DeliveryClient
-from reverse_etl.destinations.base import BatchWriter, ChunkResult, DeltaRow, Destination, dumps
-from reverse_etl.destinations.braze import payload
+from reverse_etl.delivery.client import DeliveryClient, DeliverySettings
+from reverse_etl.destinations.base import Destination, Writer
 from reverse_etl.destinations.braze.config import (
+    CATALOG_NAME,
     IDENTIFIERS,
     INSTANCES,
+    MAX_PER_ARRAY,
+    RESERVED_FIELDS,
     BrazeAudience,
     BrazeConfig,
     BrazeEvent,
+    key_problem,
 )
+
+# Documented default rates (requests/s), 2% under the limit so arrival jitter never trips a window.
+ENDPOINT_RATES: dict[str, float] = {
+    "users/track": 3000 / 3 * 0.98,  # 3,000 requests / 3 s
+    "users/delete": 20_000 / 60 * 0.98,  # 20,000 / min, shared with /users/alias/new and /users/identify
+    "subscription": 250_000 / 3600 * 0.98,  # the default 250,000 / h
+    "catalogs": 16_000 / 60 * 0.98,  # 16,000 / min across the asynchronous catalog item endpoints
+}
+
+
+def _explain(exc: ValidationError) -> str:
+    return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors(include_url=False))
 
 
 class BrazeDestination(Destination):
+    """``type: braze``: /users/track, /users/delete, subscription groups and catalog items."""
+
     type_name = "braze"
     config_model = BrazeConfig
-    default_batch_size = 75
-    max_batch_size = 75
-    default_requests_per_second = 1000.0  # 3,000 requests / 3 s per instance
-    supported = {
+    default_batch_size = MAX_PER_ARRAY
+    max_batch_size = MAX_PER_ARRAY
+    default_requests_per_second = ENDPOINT_RATES["users/track"]
+    supported: ClassVar[dict[str, tuple[str, ...]]] = {
         "records": ("upsert", "update", "insert", "mirror"),
         "audience": ("add", "remove", "mirror"),
         "events": ("insert",),
     }
     config: BrazeConfig
 
+    @property
+    def track_batch_size(self) -> int:
+        """Objects per /users/track request: batch_size, capped by max_objects_combined."""
+        return min(self.batch_size, self.config.max_objects_combined or MAX_PER_ARRAY)
+
+    # --- checks ------------------------------------------------------------------------
     def check_sync(self, sync: SyncConfig) -> list[str]:
         problems = super().check_sync(sync)
+        if sync.object:
+            problems.append("Braze has no `object:`; write catalog items with `catalog: <name>`")
+        if sync.catalog is not None:
+            return problems + self._check_catalog(sync)
         unknown = [k for k in sync.identifiers if k not in IDENTIFIERS]
         if unknown:
             problems.append(f"unknown Braze identifier(s) {unknown}; use one of {', '.join(IDENTIFIERS)}")
@@ -43,18 +69,56 @@ class BrazeDestination(Destination):
             problems.append("a Braze object takes exactly one identifier (e.g. {external_id: user_id})")
         if sync.on_remove == "delete" and "external_id" not in sync.identifiers:
             problems.append("on_remove: delete needs the external_id identifier")
-        spec: Any = None
+        if sync.type == "audience":
+            problems += self._check_audience(sync)
+        elif sync.type == "events":
+            problems += self._check_event(sync)
+        else:
+            clash = sorted(RESERVED_FIELDS & set(sync.fields))
+            if clash:
+                problems.append(f"fields {clash} are Braze's own keys; map identifiers under `identifiers:`")
+            problems += [p for key in sync.fields if (p := key_problem(key, "attribute"))]
+        return problems
+
+    def _check_audience(self, sync: SyncConfig) -> list[str]:
         try:
-            if sync.type == "audience":
-                spec = BrazeAudience.model_validate(sync.audience)
-            elif sync.type == "events":
-                spec = BrazeEvent.model_validate(sync.event)
-        except ValueError as exc:
-            problems.append(f"invalid `{sync.type if sync.type == 'audience' else 'event'}:` for Braze: {exc}")
-        if sync.type == "audience" and spec is not None and sync.fields:
+            spec = BrazeAudience.model_validate(sync.audience)
+        except ValidationError as exc:
+            return [f"invalid `audience:` for Braze: {_explain(exc)}"]
+        problems = []
+        if sync.fields:
             problems.append("an audience sync sends membership only; move `fields:` to a records sync")
-        if sync.object or sync.catalog:
-            problems.append("Braze catalogs are not supported yet (catalog:/object:)")
+        if spec.subscription_group_id is not None and not set(sync.identifiers) <= {"external_id", "email", "phone"}:
+            problems.append("a subscription group is addressed by external_id, email or phone")
+        for key in (spec.name, spec.attribute if spec.membership == "array" else None):
+            if key is not None and (p := key_problem(key, "attribute")):
+                problems.append(p)
+        return problems
+
+    def _check_event(self, sync: SyncConfig) -> list[str]:
+        try:
+            BrazeEvent.model_validate(sync.event)
+        except ValidationError as exc:
+            return [f"invalid `event:` for Braze: {_explain(exc)}"]
+        return [p for key in sync.fields if (p := key_problem(key, "event property"))]
+
+    def _check_catalog(self, sync: SyncConfig) -> list[str]:
+        problems = []
+        name = sync.catalog or ""
+        if not CATALOG_NAME.fullmatch(name):
+            problems.append(f"catalog name {name!r} must be 1 to 250 letters, digits, '-' or '_'")
+        if sync.type != "records":
+            problems.append("`catalog:` is for type: records (each row is one catalog item)")
+        if len(sync.key_columns) != 1:
+            problems.append("a catalog item's id comes from the primary key: give one primary key column")
+        elif sync.identifiers != {"id": sync.key_columns[0]}:
+            problems.append(
+                f"a catalog sync is identified by its item id: write `identifiers: {{id: {sync.key_columns[0]}}}` "
+                "(the primary key column)"
+            )
+        bad = [k for k in sync.fields if k == "id" or not CATALOG_NAME.fullmatch(k)]
+        if bad:
+            problems.append(f"catalog field names {bad} must be letters, digits, '-' or '_' (and not `id`)")
         return problems
 
     def extra_columns(self, sync: SyncConfig) -> list[str]:
@@ -63,6 +127,7 @@ class BrazeDestination(Destination):
         event = BrazeEvent.model_validate(sync.event)
         return [c for c in (event.time, event.name_column) if c]
 
+    # --- connection --------------------------------------------------------------------
     def base_url(self) -> str:
         if self.config.base_url:
             return self.config.base_url
@@ -74,73 +139,23 @@ class BrazeDestination(Destination):
         key = self.config.api_key.get_secret_value() if self.config.api_key else "sandbox-key"
         return {"Authorization": f"Bearer {key}"}
 
-    def writer(self, sync: SyncConfig, client: DeliveryClient) -> BrazeWriter:
+    def sandbox_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.config.api_key is not None:
+            options["api_key"] = self.config.api_key.get_secret_value()
+        if self.config.max_objects_combined is not None:  # the sandbox holds the same contract
+            options["max_objects_combined"] = self.config.max_objects_combined
+        return options
+
+    def delivery_settings(self, base_url: str | None = None) -> DeliverySettings:
+        settings = super().delivery_settings(base_url)
+        # requests_per_second is the /users/track rate; no other endpoint may go faster than it.
+        track = self.config.requests_per_second or ENDPOINT_RATES["users/track"]
+        rates = {name: min(rate, track) for name, rate in ENDPOINT_RATES.items()}
+        rates["users/track"] = track
+        return dataclasses.replace(settings, requests_per_second=track, endpoint_rates=rates)
+
+    def writer(self, sync: SyncConfig, client: DeliveryClient) -> Writer:
+        from reverse_etl.destinations.braze.writer import BrazeWriter  # it imports this module
+
         return BrazeWriter(self, sync, client)
-
-
-class BrazeWriter(BatchWriter):
-    destination: BrazeDestination
-
-    def build(self, rows: Sequence[DeltaRow]) -> tuple[list[Call], dict[int, str]]:
-        rejected: dict[int, str] = {}
-        calls: list[Call] = []
-        deletes = [r for r in rows if r.action == "remove" and self.sync.on_remove == "delete"]
-        tracked = [r for r in rows if not (r.action == "remove" and self.sync.on_remove == "delete")]
-        array = "events" if self.sync.type == "events" else "attributes"
-        build = payload.event_object if array == "events" else payload.attribute_object
-        objects: list[tuple[int, dict[str, Any]]] = []
-        for row in tracked:
-            obj, problem = build(self.sync, row)
-            if obj is None:
-                rejected[row.seq] = problem or "invalid row"
-            else:
-                objects.append((row.seq, obj))
-        for batch in payload.chunks(objects, self.destination.batch_size):
-            calls.extend(self._track_calls(array, list(batch), rejected))
-        for batch in payload.chunks(deletes, 50):
-            ids = [str(r.values[self.sync.identifiers["external_id"]]) for r in batch]
-            calls.append(Call("POST", "/users/delete", dumps({"external_ids": ids}), tuple(r.seq for r in batch), "users/delete"))
-        return calls, rejected
-
-    def _track_calls(self, array: str, batch: list[tuple[int, dict[str, Any]]], rejected: dict[int, str]) -> list[Call]:
-        body = dumps({array: [obj for _, obj in batch]})
-        if len(body) <= payload.MAX_BODY_BYTES:
-            return [Call("POST", "/users/track", body, tuple(seq for seq, _ in batch), "users/track")]
-        if len(batch) == 1:
-            rejected[batch[0][0]] = f"object is {len(body)} bytes, over Braze's 4 MB request limit"
-            return []
-        half = len(batch) // 2
-        return self._track_calls(array, batch[:half], rejected) + self._track_calls(array, batch[half:], rejected)
-
-    def outcome(self, call: Call, response: httpx.Response) -> ChunkResult:
-        result = ChunkResult()
-        try:
-            body: Any = orjson.loads(response.content) if response.content else {}
-        except orjson.JSONDecodeError:
-            body = {}
-        if not isinstance(body, dict):
-            body = {}
-        if response.status_code >= 400:
-            reason = str(body.get("message") or response.text[:200] or f"HTTP {response.status_code}")
-            indexed = _indexed_errors(body)
-            for i, seq in enumerate(call.seqs):
-                result.rejected[seq] = f"{indexed.get(i, reason)} (HTTP {response.status_code})"
-            return result
-        if call.path == "/users/delete":
-            result.accepted.extend(call.seqs)
-            return result
-        indexed = _indexed_errors(body)
-        for i, seq in enumerate(call.seqs):
-            if i in indexed:
-                result.rejected[seq] = indexed[i]
-            else:
-                result.accepted.append(seq)
-        return result
-
-
-def _indexed_errors(body: dict[str, Any]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for err in body.get("errors") or []:
-        if isinstance(err, dict) and isinstance(err.get("index"), int):
-            out[err["index"]] = str(err.get("type") or err.get("message") or "rejected")
-    return out

@@ -22,12 +22,19 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
 from reverse_etl.config.syncs import SyncConfig
 from reverse_etl.delivery.client import Call, DeliveryClient, DeliverySettings
-from reverse_etl.destinations.base import BatchWriter, ChunkResult, DeltaRow, Destination, dumps
+from reverse_etl.delivery.transport import Answer
+from reverse_etl.destinations.base import (
+    BatchWriter,
+    ChunkResult,
+    DeltaRow,
+    Destination,
+    dumps,
+    unreadable_success,
+)
 from reverse_etl.destinations.odp import payload
 from reverse_etl.destinations.odp.config import (
     FIELD_NAME,
@@ -237,13 +244,16 @@ class OdpWriter(BatchWriter):
             calls.append(OdpCall("POST", self.path, dumps(list(items)), seqs, self.endpoint, items=items))
         return calls, rejected
 
-    def outcome(self, call: Call, response: httpx.Response) -> ChunkResult:
+    def outcome(self, call: Call, response: Answer) -> ChunkResult:
         """All rows accepted on 2xx; on 400 naming invalid items, those are rejected and the rest
         left unsettled (nothing was applied) for :meth:`send_call` to resend; otherwise all rejected."""
         result = ChunkResult()
         status = response.status_code
         if status < 400:
-            result.accepted.extend(call.seqs)
+            if garbled := unreadable_success(response):  # a proxy's page is no proof of delivery
+                result.failed.update(dict.fromkeys(call.seqs, garbled))
+            else:
+                result.accepted.extend(call.seqs)
             return result
         invalid = payload.invalid_rows(_json(response), len(call.seqs)) if status == 400 else None
         if invalid is None:
@@ -273,14 +283,14 @@ class OdpWriter(BatchWriter):
         return result
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Answer) -> Any:
     try:
         return orjson.loads(response.content) if response.content else None
     except orjson.JSONDecodeError:
         return None
 
 
-def _message(response: httpx.Response) -> str:
+def _message(response: Answer) -> str:
     body = _json(response)
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from reverse_etl.config.profiles import Strict
-from reverse_etl.destinations.base import DestinationConfig, is_loopback
+from reverse_etl.config.urls import check_url
+from reverse_etl.destinations.base import DestinationConfig
 
 REST_URL = "https://api.optimizely.com/v2"
 EVENTS_URLS = {
@@ -32,14 +32,7 @@ class OptimizelyConfig(DestinationConfig):
     @field_validator("events_url")
     @classmethod
     def _events_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise ValueError("events_url must use https unless the host is loopback (127.0.0.1 / localhost)")
-        return value.rstrip("/")
+        return None if value is None else check_url(value, "events_url")
 
     @model_validator(mode="after")
     def _token(self) -> OptimizelyConfig:

@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from reverse_etl.config.syncs import SyncConfig
 from reverse_etl.delivery.client import Call, DeliveryClient
+from reverse_etl.delivery.transport import Answer
 from reverse_etl.destinations.base import ChunkResult, DeltaRow, Writer, dumps
 from reverse_etl.destinations.optimizely import payload, rest
 from reverse_etl.destinations.optimizely.config import OBJECTS
@@ -139,7 +139,7 @@ class DefinitionWriter(Writer):
             self.remembered[key] = int(obj["id"])
         return ChunkResult(accepted=[row.seq])
 
-    async def _send(self, call: Call) -> httpx.Response | str:
+    async def _send(self, call: Call) -> Answer | str:
         """The response, or the reason it could not be delivered (retries exhausted)."""
         try:
             return await self.client.send(call)

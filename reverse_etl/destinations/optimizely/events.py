@@ -21,7 +21,7 @@ import httpx
 import reverse_etl
 from reverse_etl.config.syncs import SyncConfig
 from reverse_etl.delivery.client import Call, DeliveryClient
-from reverse_etl.destinations.base import ChunkResult, DeltaRow, Writer, dumps
+from reverse_etl.destinations.base import ChunkResult, DeltaRow, Writer, dumps, unreadable_success
 from reverse_etl.destinations.optimizely import payload, rest
 from reverse_etl.destinations.optimizely.config import OptimizelyEvent
 from reverse_etl.errors import TerminalError, TransientError
@@ -114,6 +114,8 @@ class EventWriter(Writer):
         except TransientError as exc:
             return ChunkResult(failed={seq: exc.message for seq in seqs})
         if response.is_success:
+            if garbled := unreadable_success(response, empty_ok=True):  # the Event API answers 204, no body
+                return ChunkResult(failed=dict.fromkeys(seqs, garbled))
             return ChunkResult(accepted=list(seqs))
         if response.status_code in (400, 413) and len(batch) > 1:
             half = len(batch) // 2

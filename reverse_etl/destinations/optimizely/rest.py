@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import orjson
 
 from reverse_etl.delivery.client import Call, DeliveryClient
+from reverse_etl.delivery.transport import Answer
 from reverse_etl.destinations.base import dumps
 from reverse_etl.errors import TerminalError
 
@@ -17,7 +17,7 @@ MAX_PAGES = 10_000  # a guard against a server whose Link header never ends
 ENDPOINT = "rest"  # one rate-limit bucket for every REST call
 
 
-def error_text(response: httpx.Response) -> str:
+def error_text(response: Answer) -> str:
     """The API's message (``{"code", "message"}`` or the Event API's ``{"error"}``) with the status."""
     try:
         body: Any = orjson.loads(response.content) if response.content else None
@@ -31,7 +31,7 @@ def error_text(response: httpx.Response) -> str:
     return f"{message or response.text[:200].strip() or 'no details'} (HTTP {response.status_code})"
 
 
-def _json(response: httpx.Response, what: str) -> Any:
+def _json(response: Answer, what: str) -> Any:
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -40,7 +40,7 @@ def _json(response: httpx.Response, what: str) -> Any:
 
 async def request(
     client: DeliveryClient, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
-) -> httpx.Response:
+) -> Answer:
     """Send one REST call; raise :class:`TerminalError` on any answer but 2xx or 404."""
     response = await client.send(Call(method, path, dumps(body) if body is not None else None, (), ENDPOINT))
     if response.is_success or response.status_code == 404:

@@ -1,0 +1,182 @@
+"""Stream one sync's delta through its writer: fetch, stage, send, acknowledge, chunk by chunk.
+
+Per chunk of ``checkpoint_rows`` delta rows::
+
+    fetch (warehouse) -> stage (payloads, validation; CPU) -> send (HTTP) -> ack (snapshot + row errors)
+
+Fetch, stage and ack run on one worker thread (the database connection is used by one thread
+at a time, and DuckDB / Arrow / the JSON encoder release the GIL while they work); send runs
+on the event loop. For a ``PIPELINED`` writer the worker commits chunk k-1 and fetches and
+stages chunk k+1 while chunk k is on the wire, so neither payloads nor snapshot commits hold up
+the HTTP pipe. Other writers (those that use ``Writer.state`` while sending) run the steps one
+after another.
+
+The snapshot rule is unchanged: a chunk's accepted rows enter the snapshot in one transaction
+after the chunk's requests are answered. A process killed mid-run leaves out at most the chunk
+on the wire and the one being committed; the next run's diff sends them again. A stop request
+(SIGTERM) is checked before each chunk is sent: the run ends there with everything it sent
+acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from reverse_etl import secrets
+from reverse_etl.destinations.base import ChunkResult, DeltaChunk, Writer
+from reverse_etl.destinations.chunk import ACTION
+from reverse_etl.diff.engine import Delta, SyncColumns
+from reverse_etl.results import Reporter, SyncRun
+from reverse_etl.state import RowError
+
+NO_ANSWER = "no answer from the destination for this row"
+SAMPLE = 5  # rejected rows shown in a run's summary
+
+
+@dataclass
+class Acked:
+    """What one chunk's acknowledgement added to the run's counts."""
+
+    accepted: int
+    errors: list[RowError]
+
+
+class DeltaStreamer:
+    """Sends one sync's delta in chunks; updates ``run`` (sent / rejected / failed) as chunks land.
+
+    Chunks start at ``chunk_rows`` rows and, unless ``max_chunk_rows`` is None, adapt to how fast
+    the destination takes them (:meth:`_grow`). ``fetch(lo, hi)`` returns the chunk of delta rows ``lo..hi``; ``ack(lo, hi, not_accepted, rejected)``
+    applies the chunk to the snapshot; ``record_errors(errors)`` keeps row errors in the run
+    record. All three are called on the worker thread.
+    """
+
+    def __init__(
+        self, *, writer: Writer, delta: Delta, columns: SyncColumns, chunk_rows: int, max_chunk_rows: int | None,
+        fetch: Callable[[int, int], DeltaChunk], ack: Callable[[int, int, list[int], list[int]], Any],
+        record_errors: Callable[[list[RowError]], None], run: SyncRun, reporter: Reporter,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.writer = writer
+        self.delta = delta
+        self.key = columns.key
+        self.chunk_rows = chunk_rows
+        self.max_chunk_rows = max_chunk_rows  # None: every chunk has chunk_rows rows
+        self.fetch = fetch
+        self.ack = ack
+        self.record_errors = record_errors
+        self.run = run
+        self.reporter = reporter
+        self.should_stop = should_stop
+
+    def _load(self, lo: int, hi: int) -> tuple[DeltaChunk, Any]:
+        chunk = self.fetch(lo, hi)
+        return chunk, self.writer.stage(chunk)
+
+    def _acknowledge(self, lo: int, hi: int, chunk: DeltaChunk, outcome: ChunkResult) -> Acked:
+        accepted = set(outcome.accepted)
+        not_accepted = [seq for seq in chunk.seqs if seq not in accepted]
+        # Rejected rows are not held by the destination; rows without an answer may be (Differ.hold).
+        self.ack(lo, hi, not_accepted, [seq for seq in not_accepted if seq in outcome.rejected])
+        errors = self._row_errors(chunk, not_accepted, outcome)
+        self.record_errors(errors)
+        return Acked(len(chunk) - len(not_accepted), errors)
+
+    def _row_errors(self, chunk: DeltaChunk, seqs: list[int], outcome: ChunkResult) -> list[RowError]:
+        if not seqs:
+            return []
+        values = chunk.values_of(seqs, [*self.key, ACTION])
+        out: list[RowError] = []
+        for seq in seqs:
+            row = values.get(seq, {})
+            if seq in outcome.rejected:
+                kind, reason = "rejected", outcome.rejected[seq]
+            else:
+                kind, reason = "failed", outcome.failed.get(seq, NO_ANSWER)
+            key: Any = row.get(self.key[0]) if len(self.key) == 1 else [row.get(c) for c in self.key]
+            text = key if isinstance(key, str) else orjson.dumps(key, default=str).decode()
+            out.append(RowError(row_key=text, action=str(row.get(ACTION) or ""), kind=kind,
+                                reason=secrets.redact(reason)))  # a destination may echo a key back
+        return out
+
+    def _count(self, acked: Acked) -> None:
+        run = self.run
+        run.sent += acked.accepted
+        run.rejected += sum(1 for e in acked.errors if e.kind == "rejected")
+        run.failed += sum(1 for e in acked.errors if e.kind == "failed")
+        for e in acked.errors[: max(0, SAMPLE - len(run.rejected_sample))]:
+            run.rejected_sample.append({"key": e.row_key, "reason": e.reason, "kind": e.kind})
+
+    def _grow(self, size: int, seconds: float) -> int:
+        """The next chunk's size: doubled while a chunk is sent in under a quarter of a second
+        (a snapshot commit per chunk then costs little against the sending), halved above one
+        second (a crash resends at most the chunk on the wire and the one being committed), never
+        outside [chunk_rows, max_chunk_rows]."""
+        if self.max_chunk_rows is None:
+            return size
+        if seconds < 0.25:
+            return min(self.max_chunk_rows, size * 2)
+        if seconds > 1.0:
+            return max(self.chunk_rows, size // 2)
+        return size
+
+    async def stream(self) -> None:
+        """Send every chunk. Progress is reported as soon as a chunk is answered, and the stop
+        request is checked before the next one is sent, so a stop takes effect at that boundary."""
+        total = self.delta.rows
+        size = self.chunk_rows
+
+        def span(lo: int) -> tuple[int, int] | None:
+            return (lo, min(total, lo + size - 1)) if lo <= total else None
+
+        current = span(1)
+        if current is None:
+            return
+        loop = asyncio.get_running_loop()
+        pipelined = self.writer.PIPELINED
+        acking: asyncio.Future[Acked] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retl-db") as worker:
+            loading: asyncio.Future[tuple[DeltaChunk, Any]] | None = loop.run_in_executor(worker, self._load, *current)
+            try:
+                while current is not None:
+                    lo, hi = current
+                    if self.should_stop():
+                        self.run.status = "interrupted"
+                        self.run.error = f"stopped on request after {lo - 1} of {total} rows; the next run sends the rest"
+                        break
+                    assert loading is not None
+                    chunk, staged = await loading
+                    loading = None
+                    following = span(hi + 1)
+                    if following and pipelined:  # fetched and staged while this chunk is on the wire
+                        loading = loop.run_in_executor(worker, self._load, *following)
+                    started = time.monotonic()
+                    outcome = await self.writer.send(staged)
+                    size = self._grow(size, time.monotonic() - started)
+                    self.reporter.progress(self.run.sync, hi, total)
+                    if acking is not None:  # the previous chunk's commit ran while this one was sent
+                        self._count(await acking)
+                    acking = loop.run_in_executor(worker, self._acknowledge, lo, hi, chunk, outcome)
+                    if not pipelined:  # the writer may use the state store while it sends
+                        self._count(await acking)
+                        acking = None
+                    if loading is None:
+                        following = span(hi + 1)
+                        if following:
+                            loading = loop.run_in_executor(worker, self._load, *following)
+                    current = following
+            finally:
+                # What was answered is acknowledged even when the run ends on an error, and the
+                # connection must be idle before anyone else uses it.
+                if loading is not None:
+                    await asyncio.wait([loading])
+                    if not loading.cancelled():
+                        loading.exception()  # retrieved: a fetch error after a send error is secondary
+                if acking is not None:
+                    self._count(await acking)

@@ -1,0 +1,58 @@
+"""Rows delivered without an acknowledgement, then removed from the model before the next run.
+
+A request the destination applied but whose answer never arrived (a lost reply, a timeout, a
+SIGKILL between send and acknowledgement) must not leave its rows unknown: had they stayed out of
+the snapshot, a mirror whose model dropped them in the meantime would never clear them. Added
+rows are recorded as maybe held before they are sent (Differ.hold), so their removal is sent.
+
+Deterministic (every answer lost, no retries) and small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import reverse_etl
+from reverse_etl.sandbox import Faults, SandboxServer
+from reverse_etl.sandbox.braze import BrazeEmulator
+from tests.helpers import audience_sync, records_sync, set_model, values_sql, write_project
+
+TRAITS = ["user_id", "plan"]
+
+
+def lose_every_answer(emulator: BrazeEmulator) -> None:
+    emulator.faults = Faults(lost_reply_rate=1.0)
+
+
+def test_in_flight_rows_removed_from_a_records_mirror_are_cleared(tmp_path: Path) -> None:
+    emulator = BrazeEmulator()
+    with SandboxServer(emulator) as server:
+        write_project(
+            tmp_path, models={"traits": values_sql(TRAITS, [("u1", "pro"), ("u2", "team")])},
+            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
+            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key", "max_retries": 0}},
+        )
+        lose_every_answer(emulator)
+        first = reverse_etl.sync(tmp_path).runs[0]
+        assert (first.sent, first.failed) == (0, 2)  # applied, but the runner cannot know
+        assert emulator.user("u2")["plan"] == "team"  # type: ignore[index]
+        emulator.faults = Faults()
+        set_model(tmp_path, "traits", values_sql(TRAITS, [("u1", "pro")]))  # u2 leaves the model
+        assert reverse_etl.sync(tmp_path).exit_code == 0
+        assert "plan" not in emulator.user("u2"), "u2 left the model; Braze must not keep its plan"  # type: ignore[operator]
+
+
+def test_in_flight_members_removed_from_an_audience_mirror_leave_it(tmp_path: Path) -> None:
+    emulator = BrazeEmulator()
+    with SandboxServer(emulator) as server:
+        write_project(
+            tmp_path, models={"members": values_sql(["user_id"], [("u1",), ("u2",)])},
+            syncs={"audiences": [audience_sync()]},
+            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key", "max_retries": 0}},
+        )
+        lose_every_answer(emulator)
+        assert reverse_etl.sync(tmp_path).runs[0].failed == 2
+        emulator.faults = Faults()
+        set_model(tmp_path, "members", values_sql(["user_id"], [("u1",)]))
+        assert reverse_etl.sync(tmp_path).exit_code == 0
+        assert emulator.user("u2")["vip"] is False, "u2 left the audience in the model; Braze still has it in"  # type: ignore[index]
