@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,21 @@ def test_unknown_emulator_names_the_known_ones() -> None:
 
     with pytest.raises(KeyError, match="braze"):
         emulator_class("nope")
+
+
+def test_a_lost_reply_is_applied_but_never_answered() -> None:
+    # what makes a resend a duplicate: the client sees a dropped connection, the state changed
+    emulator = Counter(faults=Faults(lost_reply_rate=1.0))
+    with SandboxServer(emulator) as server, httpx.Client(base_url=server.url) as client, pytest.raises(httpx.TransportError):
+        client.post("/add", json={"n": 4}, headers={"Authorization": "Bearer sandbox-key"})
+    assert emulator.total == 4
+    ((request, answer),) = emulator.lost_replies
+    assert request.json() == {"n": 4} and answer.status == 201
+
+
+def test_slow_answers_are_late_not_wrong() -> None:
+    emulator = Counter(faults=Faults(slow_rate=1.0, slow_ms=150))
+    with SandboxServer(emulator) as server, httpx.Client(base_url=server.url) as client:
+        started = time.monotonic()
+        answer = client.post("/add", json={"n": 1}, headers={"Authorization": "Bearer sandbox-key"})
+    assert answer.json() == {"total": 1} and time.monotonic() - started >= 0.15
