@@ -100,6 +100,18 @@ def outcomes_of(sync_type: str, mode: str, full_resync: bool) -> list[tuple[str,
     return out
 
 
+def action_rows(sync_type: str, mode: str, full_resync: bool) -> list[tuple[str, str, str, str, int, bool]]:
+    """(op, action, kind, ack, send order, use_old) rows of the constant table a delta joins.
+
+    A removal, and the leave half of a changed audience member, speak for the old identity:
+    they are sent with the snapshot's identifier values (``use_old``).
+    """
+    return [
+        (op, action, kind, ack, _ORDER[ack], op == "removed" or (op == "changed" and ack == "delete"))
+        for op, action, kind, ack in outcomes_of(sync_type, mode, full_resync)
+    ]
+
+
 def holds_rows(sync_type: str, mode: str) -> bool:
     """Whether rows are held before sending: only modes that send removals need to know which
     rows the destination may hold."""
@@ -267,13 +279,10 @@ class Differ:
         q = quote
         key = columns.key
         others = [c for c in columns.all if c not in key]
-        outcomes = outcomes_of(sync_type, mode, full_resync)
-        # op/action/kind/ack are this module's constants, never user input. A removal, and the
-        # leave half of a changed audience member, speak for the old identity: send old values.
+        # op/action/kind/ack are this module's constants, never user input.
         mapping = ", ".join(
-            f"('{op}', '{action}', '{kind}', '{ack}', {_ORDER[ack]}, "
-            f"{'true' if op == 'removed' or (op == 'changed' and ack == 'delete') else 'false'})"
-            for op, action, kind, ack in outcomes
+            f"('{op}', '{action}', '{kind}', '{ack}', {order}, {'true' if use_old else 'false'})"
+            for op, action, kind, ack, order, use_old in action_rows(sync_type, mode, full_resync)
         )
         identity = [c for c in columns.identity if c in columns.values]
         projected = [f"j.{q(k)}" for k in key]

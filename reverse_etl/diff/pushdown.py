@@ -17,13 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reverse_etl.diff.engine import (
-    _ORDER,
     Delta,
     Differ,
     SyncColumns,
+    action_rows,
     held_table,
     holds_rows,
-    outcomes_of,
     snapshot_side,
 )
 from reverse_etl.errors import DataError
@@ -161,11 +160,9 @@ class SqlDiffer(Differ):
     ) -> str:
         key = columns.key
         others = [c for c in columns.all if c not in key]
-        outcomes = outcomes_of(sync_type, mode, full_resync)
         mapping = ", ".join(
-            f"({lit(op)}, {lit(action)}, {lit(kind)}, {lit(ack)}, {_ORDER[ack]}, "
-            f"{'TRUE' if op == 'removed' or (op == 'changed' and ack == 'delete') else 'FALSE'})"
-            for op, action, kind, ack in outcomes
+            f"({lit(op)}, {lit(action)}, {lit(kind)}, {lit(ack)}, {order}, {'TRUE' if use_old else 'FALSE'})"
+            for op, action, kind, ack, order, use_old in action_rows(sync_type, mode, full_resync)
         )
         identity = [c for c in columns.identity if c in columns.values]
         projected = [f"j.{q(k)}" for k in key]
