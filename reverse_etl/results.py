@@ -17,7 +17,7 @@ class SyncRun:
     """The outcome of one sync in one ``retl sync``."""
 
     sync: str
-    status: str  # success | partial | error | guard | skipped
+    status: str  # success | partial | error | guard | skipped | interrupted
     run_id: str | None = None
     added: int = 0
     changed: int = 0
@@ -64,17 +64,24 @@ class DiffResult:
         return out
 
 
+def exit_code_of(runs: list[SyncRun]) -> int:
+    """What ``retl sync`` and ``retl schedule`` exit with after ``runs``: 1 if a run failed, was
+    stopped by a guard or interrupted (SIGTERM / Ctrl-C: the rest is sent next run); 2 if every
+    run completed but some rows were rejected or undelivered; else 0."""
+    if any(r.status in ("error", "guard", "interrupted") for r in runs):
+        return EXIT_ERROR
+    if any(r.failed or r.rejected for r in runs):
+        return EXIT_REJECTED
+    return EXIT_OK
+
+
 @dataclass
 class SyncResult:
     runs: list[SyncRun]
 
     @property
     def exit_code(self) -> int:
-        if any(r.status in ("error", "guard") for r in self.runs):
-            return EXIT_ERROR
-        if any(r.failed or r.rejected for r in self.runs):
-            return EXIT_REJECTED
-        return EXIT_OK
+        return exit_code_of(self.runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": [r.as_dict() for r in self.runs]}

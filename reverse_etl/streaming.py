@@ -82,8 +82,10 @@ class DeltaStreamer:
     def _acknowledge(self, lo: int, hi: int, chunk: DeltaChunk, outcome: ChunkResult) -> Acked:
         accepted = set(outcome.accepted)
         not_accepted = [seq for seq in chunk.seqs if seq not in accepted]
-        # Rejected rows are not held by the destination; rows without an answer may be (Differ.hold).
-        self.ack(lo, hi, not_accepted, [seq for seq in not_accepted if seq in outcome.rejected])
+        # Rejected rows are not held by the destination, unless an earlier attempt of their request
+        # may have applied them; rows without an answer may be held too (Differ.hold).
+        conclusive = outcome.conclusive_rejections
+        self.ack(lo, hi, not_accepted, [seq for seq in not_accepted if seq in conclusive])
         errors = self._row_errors(chunk, not_accepted, outcome)
         self.record_errors(errors)
         return Acked(len(chunk) - len(not_accepted), errors)

@@ -227,8 +227,7 @@ def sync(ctx: click.Context, selectors: tuple[str, ...], project_dir: str | None
             plan=Path(plan_path) if plan_path else None, reporter=reporter, wait=wait, stop=stop,
         )
     console.render_runs_result(sync_result, fmt)
-    interrupted = any(r.status == "interrupted" for r in sync_result.runs)
-    sys.exit(EXIT_ERROR if interrupted else sync_result.exit_code)
+    sys.exit(sync_result.exit_code)
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})

@@ -72,7 +72,8 @@ def command() -> click.Command:
 
         \b
         Exit codes (--once, --max-runs): as `retl sync`: 0 all well or nothing due;
-        1 an error or a guard; 2 some rows were rejected (retried next run).
+        1 an error, a guard or an interrupted run; 2 some rows were rejected
+        (retried next run).
         See docs/scheduling.md.
         """
         from reverse_etl.project import Project

@@ -11,6 +11,10 @@ What happens to one call::
       timeout, dropped       exponential backoff with jitter) and try again, at most max_retries
       connection             times; then TransientError (the rows are retried by the next run)
 
+An answer that follows a 5xx, a timeout or a dropped connection is marked ``doubtful``: that
+earlier attempt may have been applied, so a rejection in the final answer does not prove the
+destination lacks the rows (a create-only API refuses what the first attempt created).
+
 A 429 pauses the whole endpoint bucket until the moment the server named, so one throttled
 request slows every request of the run instead of each finding out on its own. A success
 whose ``X-RateLimit-Remaining`` is 0 pauses the bucket until ``X-RateLimit-Reset`` too, so a
@@ -150,6 +154,7 @@ class DeliveryClient:
         limiter = self.limiter(call.endpoint)
         attempt = 0
         url = call.url or (self._base + call.path if call.path.startswith("/") else f"{self._base}/{call.path}")
+        doubtful = False  # an earlier attempt may have been applied (see RawAnswer.doubtful)
         while True:
             response: Answer | None = None
             problem: str
@@ -160,6 +165,7 @@ class DeliveryClient:
                     await limiter.acquire()
                     self.stats["requests"] += 1
                     response = await self._exchange(call.method, url, self._headers(call), call.body)
+                response.doubtful = doubtful
                 status = response.status_code
                 if status < 400:
                     self._respect_window(response, limiter)
@@ -174,10 +180,14 @@ class DeliveryClient:
                     return response
                 if status == 429:
                     self.stats["throttled"] += 1
+                doubtful = doubtful or status >= 500  # a 5xx may come after the work was done
                 problem = f"{call.method} {call.path} answered {status}: {self._excerpt(response)}"
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as exc:
+                doubtful = doubtful or not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
                 problem = f"{call.method} {call.path} timed out after {self.settings.timeout_s}s"
             except httpx.TransportError as exc:
+                # refused before connecting: never sent; dropped or cut off after: maybe applied
+                doubtful = doubtful or not isinstance(exc, httpx.ConnectError)
                 problem = f"{call.method} {call.path} failed: {type(exc).__name__}: {exc}"
             if attempt >= self.settings.max_retries:
                 raise TransientError(

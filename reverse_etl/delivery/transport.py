@@ -10,8 +10,8 @@ retries, so the retry logic reads one vocabulary whatever carries the bytes:
   that is the whole core. Its answers are :class:`RawAnswer`, a plain record.
 - :class:`HttpxExchange`: any httpx async transport (``httpx.MockTransport`` in unit tests).
 
-Destinations read answers through the attributes both kinds share: ``status_code``,
-``content``, ``text``, ``headers.get``, ``is_success``, ``links``.
+Both return a :class:`RawAnswer`; destinations read ``status_code``, ``content``, ``text``,
+``headers.get``, ``is_success``, ``links`` and ``doubtful``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class RawAnswer:
     status_code: int
     headers: Mapping[str, str]
     content: bytes
+    # Set by the client: an earlier attempt of this request got no clear answer (a timeout, a
+    # dropped connection, a 5xx) and may have been applied. A rejection in this answer then
+    # does not prove the destination lacks the rows: the first attempt may have written them.
+    doubtful: bool = False
 
     @property
     def text(self) -> str:
@@ -52,7 +56,7 @@ class RawAnswer:
         return {rel: {"url": url, "rel": rel} for url, rel in _LINK.findall(self.headers.get("link", ""))}
 
 
-Answer: TypeAlias = "httpx.Response | RawAnswer"
+Answer: TypeAlias = RawAnswer
 
 
 class Exchange(ABC):
@@ -112,8 +116,8 @@ class HttpxExchange(Exchange):
     async def __call__(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Answer:
         request = httpx.Request(method, url, content=body, headers=headers, extensions={"timeout": self._timeouts})
         response = await self._transport.handle_async_request(request)
-        await response.aread()
-        return response
+        content = await response.aread()
+        return RawAnswer(response.status_code, response.headers, content)
 
     async def aclose(self) -> None:
         await self._transport.aclose()

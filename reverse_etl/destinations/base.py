@@ -250,7 +250,10 @@ class BatchWriter(Writer):
     async def send_call(self, call: Call) -> ChunkResult:
         """Send one call and read its per-row results; override to follow up (e.g. resend the valid rows)."""
         response = await self.client.send(call)
-        return self.outcome(call, response)
+        result = self.outcome(call, response)
+        if response.doubtful:  # an earlier attempt may have applied what this answer refuses
+            result.unsure.update(seq for seq in call.seqs if seq in result.rejected)
+        return result
 
 
 class Destination(ABC):

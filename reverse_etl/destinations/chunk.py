@@ -8,7 +8,7 @@ bodies from the Arrow table; row writers read :attr:`DeltaChunk.rows`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +36,29 @@ class ChunkResult:
     accepted: list[int] = field(default_factory=list)
     rejected: dict[int, str] = field(default_factory=dict)  # destination said no: data problem
     failed: dict[int, str] = field(default_factory=dict)  # could not deliver: retried next run
+    # Rejected rows an earlier attempt of their request may have applied (its answer was lost,
+    # timed out or a 5xx): the rejection does not prove the destination lacks them.
+    unsure: set[int] = field(default_factory=set)
 
     def merge(self, other: ChunkResult) -> None:
         self.accepted.extend(other.accepted)
         self.rejected.update(other.rejected)
         self.failed.update(other.failed)
+        self.unsure.update(other.unsure)
+
+    def reject(self, seqs: Iterable[int], reason: str, answer: Any = None) -> ChunkResult:
+        """Record ``seqs`` as rejected for ``reason`` by ``answer`` (a :class:`RawAnswer`, or None
+        for a local rejection); unsure if the answer is doubtful. Returns self."""
+        seqs = list(seqs)
+        self.rejected.update(dict.fromkeys(seqs, reason))
+        if getattr(answer, "doubtful", False):
+            self.unsure.update(seqs)
+        return self
+
+    @property
+    def conclusive_rejections(self) -> set[int]:
+        """Rejected rows the destination is known not to hold."""
+        return set(self.rejected) - self.unsure
 
 
 def _array(values: list[Any]) -> pa.Array:

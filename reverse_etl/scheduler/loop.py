@@ -28,7 +28,7 @@ from typing import Any
 
 from reverse_etl.errors import ConfigError, RetlError
 from reverse_etl.project import Project, SyncDef
-from reverse_etl.results import EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Reporter, SyncRun
+from reverse_etl.results import Reporter, SyncRun, exit_code_of
 from reverse_etl.scheduler.checks import after_order, check_schedules
 from reverse_etl.scheduler.dbt import read_dbt_run
 from reverse_etl.scheduler.execute import (
@@ -109,11 +109,7 @@ class Scheduler:
         return self.exit_code()
 
     def exit_code(self) -> int:
-        if any(r.status in ("error", "guard") for r in self.runs):
-            return EXIT_ERROR
-        if any(r.failed or r.rejected for r in self.runs):
-            return EXIT_REJECTED
-        return EXIT_OK
+        return exit_code_of(self.runs)
 
     def _enough(self) -> bool:
         return self.max_runs is not None and len(self.runs) >= self.max_runs

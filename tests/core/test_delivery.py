@@ -163,3 +163,45 @@ def test_raw_answers_read_like_httpx_responses() -> None:
     answer = RawAnswer(200, {"link": '<https://api.test/v2/x?page=2>; rel="next", <https://api.test/v2/x?page=9>; rel="last"'}, b"ok")
     assert answer.links["next"]["url"] == "https://api.test/v2/x?page=2" and answer.links["last"]["url"].endswith("9")
     assert (answer.text, answer.is_success) == ("ok", True)
+
+
+def _fail(kind: str) -> httpx.Response:
+    """An attempt that fails as ``kind``: a status code, or a transport exception."""
+    request = httpx.Request("POST", "https://api.example.test/x")
+    exceptions: dict[str, Exception] = {
+        "connect": httpx.ConnectError("refused", request=request),
+        "connect-timeout": httpx.ConnectTimeout("slow connect", request=request),
+        "read-timeout": httpx.ReadTimeout("no answer", request=request),
+        "dropped": httpx.RemoteProtocolError("server disconnected", request=request),
+    }
+    if kind in exceptions:
+        raise exceptions[kind]
+    return httpx.Response(int(kind), headers={"Retry-After": "0"})
+
+
+@pytest.mark.parametrize(("before", "doubtful"), [
+    ([], False),
+    (["429"], False),  # throttled before any work
+    (["408"], False),
+    (["connect"], False),  # never reached the server
+    (["connect-timeout"], False),
+    (["500"], True),  # the work may be done and the answer a failure
+    (["503"], True),
+    (["read-timeout"], True),  # sent; its answer never came
+    (["dropped"], True),
+    (["429", "dropped", "429"], True),  # once in doubt, the doubt stays
+])
+def test_an_answer_after_an_attempt_that_may_have_been_applied_is_doubtful(before: list[str], doubtful: bool) -> None:
+    attempts = iter(before)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kind = next(attempts, None)
+        return httpx.Response(400, json={"errors": ["refused"]}) if kind is None else _fail(kind)
+
+    async def go() -> bool:
+        async with DeliveryClient(settings(max_retries=5), httpx.MockTransport(handler)) as client:
+            answer = await client.send(Call("POST", "/x", b"{}"))
+            assert answer.status_code == 400
+            return answer.doubtful
+
+    assert run(go()) is doubtful

@@ -95,10 +95,9 @@ class World:
                             "amount": rng.randrange(100, 100_000)}
         return eid
 
-    def mutate(self, rng: random.Random, keep: set[str] | frozenset[str] = frozenset()) -> None:
+    def mutate(self, rng: random.Random) -> None:
         """A day of data: 10% of users change a trait, 5% leave, 5% arrive; the audience churns;
-        5% more events. Events never change (an event is sent once, as it was). Users in
-        ``keep`` stay, in the users and in the audience."""
+        5% more events. Events never change (an event is sent once, as it was)."""
         ids = sorted(self.users)
         for uid in rng.sample(ids, len(ids) // 10):
             user = self.users[uid]
@@ -112,15 +111,13 @@ class World:
             else:
                 user["name"] = f"{rng.choice(NAMES)} {uid} v2"
         for uid in rng.sample(ids, len(ids) // 20):
-            if uid in keep:
-                continue
             del self.users[uid]
             self.members.discard(uid)
         for _ in range(len(ids) // 20):
             self.add_user(rng)
         current = sorted(self.users)
         leaving = rng.sample(sorted(self.members), len(self.members) // 10)
-        self.members -= set(leaving) - keep
+        self.members -= set(leaving)
         self.members |= set(rng.sample(current, len(current) // 10))
         for _ in range(max(1, len(self.events) // 20)):
             self.add_event(rng)
@@ -246,22 +243,6 @@ def snapshot_rows(root: Path, sync: str, *, maybe: bool = False) -> dict[Any, di
 def is_maybe_held(row: dict[str, Any]) -> bool:
     """A snapshot row written before its rows were sent (reverse_etl.diff.engine.MAYBE_HASH)."""
     return MAYBE_HASH is not None and row.get("__retl_hash") == MAYBE_HASH
-
-
-def rejected_keys(root: Path, run_ids: list[str | None]) -> set[str]:
-    """The keys of the rows these runs' destinations rejected (the run history's row errors)."""
-    conn = duckdb.connect(str(state_path(root)), read_only=True)
-    try:
-        ids = [r for r in run_ids if r]
-        if not ids:
-            return set()
-        marks = ", ".join("?" for _ in ids)
-        rows = conn.execute(
-            f"SELECT row_key FROM _retl_row_errors WHERE kind = 'rejected' AND run_id IN ({marks})", ids
-        ).fetchall()
-        return {str(r[0]) for r in rows}
-    finally:
-        conn.close()
 
 
 # --- subprocesses ------------------------------------------------------------------------------

@@ -5,14 +5,13 @@ SIGKILL between send and acknowledgement) must not leave its rows unknown: had t
 the snapshot, a mirror whose model dropped them in the meantime would never clear them. Added
 rows are recorded as maybe held before they are sent (Differ.hold), so their removal is sent.
 
-Deterministic (every answer lost, no retries) and small.
+A row refused on the retry of a request whose first answer was lost stays maybe held too: the
+first attempt may have applied it (RawAnswer.doubtful). Deterministic and small.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 import reverse_etl
 from reverse_etl.sandbox import Faults, SandboxServer
@@ -73,12 +72,6 @@ def script(emulator: BrazeEmulator, *faults: Faults) -> None:
     emulator.dispatch = scripted  # type: ignore[method-assign]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (issue 8, Differ.ack, with issue 3, delivery): a row rejected on a retry is taken out of the "
-    "snapshot as 'not held', even when an earlier attempt of the same request was applied and its answer "
-    "lost. When that row then leaves the model, its removal is never sent. A rejection only proves the "
-    "row is not held if no earlier attempt of it may have been applied (no lost answer, timeout or 5xx)."
-))
 def test_a_row_applied_then_rejected_on_the_retry_is_still_removed(tmp_path: Path) -> None:
     emulator = BrazeEmulator()
     with SandboxServer(emulator) as server:

@@ -230,3 +230,10 @@ def test_no_scheduled_sync_is_an_error(tmp_path: Path, clock: FakeClock) -> None
     yml.write_text(yml.read_text().replace("  schedule:\n    every: 15m\n", ""))
     with pytest.raises(ConfigError, match="no selected sync has a `schedule:`"):
         make(tmp_path, clock, FakeRunner(clock)).reload()
+
+
+@pytest.mark.parametrize(("status", "code"), [("success", 0), ("skipped", 0), ("interrupted", 1), ("guard", 1)])
+def test_once_exits_like_retl_sync(tmp_path: Path, clock: FakeClock, status: str, code: int) -> None:
+    people_project(tmp_path, {"people": {"every": "1m"}})
+    scheduler = make(tmp_path, clock, FakeRunner(clock, status=status), once=True)
+    assert scheduler.run() == code

@@ -98,7 +98,8 @@ class DefinitionWriter(Writer):
             obj["archived"] = True
             self.remembered.pop(key, None)
             return ChunkResult(accepted=[row.seq])
-        return ChunkResult(rejected={row.seq: f"archiving {self.kind.name} {obj['id']} failed: {rest.error_text(response)}"})
+        reason = f"archiving {self.kind.name} {obj['id']} failed: {rest.error_text(response)}"
+        return ChunkResult().reject([row.seq], reason, response)
 
     async def _upsert(self, row: DeltaRow) -> ChunkResult:
         key = payload.row_key(self.sync, row)
@@ -126,7 +127,7 @@ class DefinitionWriter(Writer):
             return ChunkResult(failed={row.seq: response})
         if not response.is_success:
             verb = "creating" if obj is None else "updating"
-            return ChunkResult(rejected={row.seq: f"{verb} {self.kind.name} failed: {rest.error_text(response)}"})
+            return ChunkResult().reject([row.seq], f"{verb} {self.kind.name} failed: {rest.error_text(response)}", response)
         try:
             saved = orjson.loads(response.content)
         except orjson.JSONDecodeError:

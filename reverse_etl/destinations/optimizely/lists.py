@@ -107,9 +107,7 @@ class ListAttributeWriter(Writer):
             result.failed.update({seq: exc.message for seq in seqs})
             return result
         if not response.is_success:
-            reason = f"uploading the list failed: {rest.error_text(response)}"
-            result.rejected.update({seq: reason for seq in seqs})
-            return result
+            return result.reject(seqs, f"uploading the list failed: {rest.error_text(response)}", response)
         self.members = members
         self._save(members=list(members))
         result.accepted.extend(seqs)
