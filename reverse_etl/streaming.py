@@ -90,6 +90,15 @@ class DeltaStreamer:
         self.record_errors(errors)
         return Acked(len(chunk) - len(not_accepted), errors)
 
+    def _release(self, lo: int, hi: int, chunk: DeltaChunk) -> None:
+        """A chunk fetched (and its added rows held as maybe held) but never sent, because the run
+        stopped first: nothing of it reached the destination, so its placeholders go again. Were
+        they kept, a row never sent that then left the model would get a removal, and the
+        destination a profile it never had."""
+        if self.delta.holds:
+            seqs = chunk.seqs
+            self.ack(lo, hi, seqs, seqs)
+
     def _row_errors(self, chunk: DeltaChunk, seqs: list[int], outcome: ChunkResult) -> list[RowError]:
         if not seqs:
             return []
@@ -145,6 +154,7 @@ class DeltaStreamer:
         acking: asyncio.Future[Acked] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retl-db") as worker:
             loading: asyncio.Future[tuple[DeltaChunk, Any]] | None = loop.run_in_executor(worker, self._load, *current)
+            loaded = current  # the span ``loading`` fetches (and holds)
             try:
                 while current is not None:
                     lo, hi = current
@@ -157,7 +167,7 @@ class DeltaStreamer:
                     loading = None
                     following = span(hi + 1)
                     if following and pipelined:  # fetched and staged while this chunk is on the wire
-                        loading = loop.run_in_executor(worker, self._load, *following)
+                        loading, loaded = loop.run_in_executor(worker, self._load, *following), following
                     started = time.monotonic()
                     outcome = await self.writer.send(staged)
                     size = self._grow(size, time.monotonic() - started)
@@ -171,14 +181,14 @@ class DeltaStreamer:
                     if loading is None:
                         following = span(hi + 1)
                         if following:
-                            loading = loop.run_in_executor(worker, self._load, *following)
+                            loading, loaded = loop.run_in_executor(worker, self._load, *following), following
                     current = following
             finally:
                 # What was answered is acknowledged even when the run ends on an error, and the
                 # connection must be idle before anyone else uses it.
                 if loading is not None:
                     await asyncio.wait([loading])
-                    if not loading.cancelled():
-                        loading.exception()  # retrieved: a fetch error after a send error is secondary
+                    if not loading.cancelled() and loading.exception() is None:  # a fetch error after a send error is secondary
+                        await loop.run_in_executor(worker, self._release, *loaded, loading.result()[0])
                 if acking is not None:
                     self._count(await acking)

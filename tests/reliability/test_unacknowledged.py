@@ -11,9 +11,11 @@ first attempt may have applied it (RawAnswer.doubtful). Deterministic and small.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import reverse_etl
+from reverse_etl.results import NullReporter
 from reverse_etl.sandbox import Faults, SandboxServer
 from reverse_etl.sandbox.braze import BrazeEmulator
 from reverse_etl.sandbox.http import Request, Response
@@ -89,3 +91,36 @@ def test_a_row_applied_then_rejected_on_the_retry_is_still_removed(tmp_path: Pat
         set_model(tmp_path, "traits", values_sql(TRAITS, []))  # u1 leaves the model
         assert reverse_etl.sync(tmp_path).exit_code == 0
         assert "plan" not in emulator.user("u1"), "u1 left the model; Braze must not keep its plan"  # type: ignore[operator]
+
+
+class StopAfterFirstChunk(NullReporter):
+    """Asks the run to stop once its first chunk is answered, as SIGTERM would."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def progress(self, sync: str, done: int, total: int) -> None:
+        self.stop.set()
+
+
+def test_rows_held_for_a_chunk_never_sent_get_no_removal(tmp_path: Path) -> None:
+    """The next chunk is fetched (and its rows held) while one is on the wire; if the run stops
+    there, that chunk never leaves: its rows must not count as maybe held, or their removal would
+    create profiles in Braze that the sync never sent."""
+    rows = [(f"u{i}", "pro") for i in range(1, 7)]
+    emulator = BrazeEmulator()
+    with SandboxServer(emulator) as server:
+        write_project(
+            tmp_path, models={"traits": values_sql(TRAITS, rows)},
+            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
+            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key",
+                                    "batch_size": 1, "concurrency": 1, "checkpoint_rows": 2}},
+        )
+        stop = threading.Event()
+        first = reverse_etl.sync(tmp_path, stop=stop, reporter=StopAfterFirstChunk(stop)).runs[0]
+        assert (first.status, first.sent) == ("interrupted", 2)
+        assert [uid for uid, _ in rows if emulator.user(uid)] == ["u1", "u2"]
+        set_model(tmp_path, "traits", values_sql(TRAITS, rows[:2]))  # u3..u6 leave before they were sent
+        second = reverse_etl.sync(tmp_path).runs[0]
+        assert (second.status, second.removed, second.sent) == ("success", 0, 0)
+        assert [uid for uid, _ in rows if emulator.user(uid)] == ["u1", "u2"], "profiles created by removals of rows never sent"
