@@ -83,6 +83,7 @@ class Emulator(ABC):
 
     name: ClassVar[str]
     default_api_key: ClassVar[str] = "sandbox-key"
+    rng: random.Random  # the fault draws, seeded from ``faults.seed`` whenever faults are set
 
     def __init__(
         self,
@@ -93,17 +94,29 @@ class Emulator(ABC):
         state_path: Path | str | None = None,
     ) -> None:
         self.api_key = api_key or self.default_api_key
-        self.faults = faults or Faults()
+        self.lock = threading.RLock()
+        self.faults = faults or Faults()  # also seeds self.rng
         self.rate_limit = rate_limit
         self.state_path = Path(state_path) if state_path else None
-        self.lock = threading.RLock()
-        self.rng = random.Random(self.faults.seed)
         self._window = _Window(rate_limit) if rate_limit else None
         self.request_log: list[tuple[str, str, int]] = []  # (method, path, status)
         self.lost_replies: list[tuple[Request, Response]] = []  # applied, then the answer was dropped
         self.reset()
         if self.state_path and self.state_path.exists():
             self.load(orjson.loads(self.state_path.read_bytes()))
+
+    @property
+    def faults(self) -> Faults:
+        """What this emulator does wrong on purpose."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        """Set the faults and reseed the draws from ``faults.seed``: the same :class:`Faults`
+        fails the same requests, whether given to the constructor or assigned later."""
+        with self.lock:
+            self._faults = faults
+            self.rng = random.Random(faults.seed)
 
     # --- what subclasses provide -------------------------------------------------------
     @abstractmethod

@@ -17,7 +17,8 @@ takes the strict reading, so a writer that passes here does not trip over the re
   an unknown user is skipped silently and counts as processed.
 - /users/delete answers ``deleted`` = ids queued, found or not, as Braze does. Subscription and
   catalog requests are all-or-nothing. Catalogs must exist (``catalogs=`` or
-  :meth:`BrazeEmulator.create_catalog`); deleting an absent item is a no-op, so resends are safe.
+  :meth:`BrazeEmulator.create_catalog`; a ``sandbox: true`` destination passes the catalogs its
+  syncs write, with their mapped fields); deleting an absent item is a no-op, so resends are safe.
 - Checks run in this order: path (404), method (405), API key (401), permission (403),
   body size (413), Content-Type (400), JSON (400), then the body itself.
 
@@ -313,7 +314,8 @@ class BrazeEmulator(Emulator):
             self._next_braze_id = int(data.get("next_braze_id", len(self._profiles) + 1))
             self._subscriptions = data.get("subscriptions", {})
             for name, catalog in data.get("catalogs", {}).items():
-                self._catalogs[name] = frozenset(catalog["fields"])
+                # a configured catalog keeps its configured fields (a sync's mapping may have grown)
+                self._catalogs[name] = frozenset(catalog["fields"]) | self._configured.get(name, frozenset())
                 self._items[name] = catalog["items"]
             for key, profile in self._profiles.items():
                 for kind, index in self._index.items():

@@ -532,6 +532,19 @@ def test_dump_and_load_round_trip(tmp_path: Path, braze: BrazeEmulator, client: 
     }
 
 
+def test_a_configured_catalog_restored_from_state_keeps_its_items_and_gains_configured_fields(tmp_path: Path) -> None:
+    state = tmp_path / "braze.json"
+    first = BrazeEmulator(state_path=state, catalogs={"products": ["title"]})
+    first.handle(Request.build("PUT", "/catalogs/products/items", {**KEY, "Content-Type": "application/json"},
+                               orjson.dumps({"items": [{"id": "p1", "title": "Mug"}]})))
+    first.save()
+    grown = BrazeEmulator(state_path=state, catalogs={"products": ["title", "colour"]})
+    assert grown.dump()["catalogs"] == {"products": {"fields": ["colour", "title"], "items": {"p1": {"id": "p1", "title": "Mug"}}}}
+    answer = grown.handle(Request.build("PATCH", "/catalogs/products/items", {**KEY, "Content-Type": "application/json"},
+                                        orjson.dumps({"items": [{"id": "p1", "colour": "red"}]})))
+    assert answer.status == 202 and grown.catalog_items("products")["p1"] == {"id": "p1", "title": "Mug", "colour": "red"}
+
+
 def _post(path: str, body: Any) -> Request:
     return Request.build("POST", path, {**KEY, "Content-Type": "application/json"}, orjson.dumps(body))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,29 @@ def test_slow_answers_are_late_not_wrong() -> None:
         started = time.monotonic()
         answer = client.post("/add", json={"n": 1}, headers={"Authorization": "Bearer sandbox-key"})
     assert answer.json() == {"total": 1} and time.monotonic() - started >= 0.15
+
+
+def fault_pattern(emulator: Emulator, n: int = 60) -> list[int]:
+    """The status each of ``n`` requests gets from ``emulator`` (0: connection dropped)."""
+    request = Request.build("POST", "/add", {"Authorization": "Bearer sandbox-key"}, b'{"n": 1}')
+    return [0 if (answer := emulator.dispatch(request)) is None else answer.status for _ in range(n)]
+
+
+SEEDED = Faults(fail_rate=0.3, throttle_rate=0.1, drop_rate=0.1, seed=11)
+
+
+def test_the_same_faults_fail_the_same_requests_whether_given_or_assigned() -> None:
+    built = fault_pattern(Counter(faults=SEEDED))
+    assert {0, 201, 429, 503} <= set(built)  # every kind of answer: the comparisons below mean something
+    later = Counter(faults=Faults(fail_rate=0.5, seed=99))
+    fault_pattern(later, 7)  # draws made under other faults must not shift the new sequence
+    later.faults = SEEDED
+    assert fault_pattern(later) == built
+    later.faults = SEEDED  # assigning again starts the sequence again
+    assert fault_pattern(later) == built
+
+
+def test_another_seed_fails_other_requests() -> None:
+    emulator = Counter()
+    emulator.faults = replace(SEEDED, seed=12)
+    assert fault_pattern(emulator) != fault_pattern(Counter(faults=SEEDED))

@@ -12,8 +12,10 @@ events                      POST /events with a stable ``data.idempotence_id`` p
 
 ODP validates a batch as a whole: one invalid item fails the request with 400 and
 ``detail.invalids`` naming every invalid item by index, and nothing is applied. The writer
-rejects the named rows and resends the rest of that batch once, so one bad row does not hold
-back the 99 good ones next to it.
+rejects the named rows and resends the rest of that batch, so one bad row does not hold back
+the 99 good ones next to it. A resend refused for other items is handled the same way, up to
+:data:`MAX_RESENDS` times; every resend is smaller than the request before it, and rows still
+unsettled after the last one fail (sent again next run).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from reverse_etl.destinations.odp.config import (
 from reverse_etl.errors import TerminalError, TransientError
 
 NOT_APPLIED = "not applied: ODP refused the resent batch because of other invalid rows; retried next run"
+MAX_RESENDS = 5  # at most this many resends of one batch's valid rest, each smaller than the request before
 
 
 class OdpDestination(Destination):
@@ -265,22 +268,44 @@ class OdpWriter(BatchWriter):
         return result
 
     async def send_call(self, call: Call) -> ChunkResult:
-        """Send ``call``; if ODP refused it for some items only, resend the valid ones once."""
+        """Send ``call``; while ODP refuses it for some items only, resend the rest (see the module docstring)."""
         result = await super().send_call(call)
-        unsettled = [i for i, seq in enumerate(call.seqs) if seq not in result.rejected and seq not in result.accepted]
-        if not unsettled or not isinstance(call, OdpCall):
+        if not isinstance(call, OdpCall):
             return result
-        retry = call.subset(unsettled)
-        try:
-            again = await super().send_call(retry)
-        except TransientError as exc:  # keep the first answer's rejections; only the resent rows failed
-            result.failed.update({seq: exc.message for seq in retry.seqs})
-            return result
-        result.merge(again)
-        for seq in retry.seqs:
-            if seq not in again.accepted and seq not in again.rejected:
-                result.failed[seq] = NOT_APPLIED
+        sent, left = call, _unsettled(call, result)
+        doubtful = bool(result.unsure)  # an earlier attempt of the batch may have applied all of it
+        for _ in range(MAX_RESENDS):
+            if left is None or len(left.seqs) == len(sent.seqs):  # all settled, or no progress
+                break
+            again = await self._resend(left, doubtful)
+            result.merge(again)
+            doubtful = doubtful or bool(again.unsure)
+            sent, left = left, _unsettled(left, again)
+        if left is not None:
+            result.merge(ChunkResult(failed=dict.fromkeys(left.seqs, NOT_APPLIED)))
         return result
+
+    async def _resend(self, call: OdpCall, doubtful: bool) -> ChunkResult:
+        """One resend; a transient failure fails its rows only (earlier answers still stand).
+
+        ``doubtful``: an earlier attempt of the batch may have been applied (its answer was lost),
+        so a row this resend rejects may be held all the same.
+        """
+        try:
+            result = await super().send_call(call)
+        except TransientError as exc:
+            return ChunkResult(failed=dict.fromkeys(call.seqs, exc.message))
+        if doubtful:
+            result.merge(ChunkResult(unsure=set(result.rejected)))
+        return result
+
+
+def _unsettled(call: OdpCall, result: ChunkResult) -> OdpCall | None:
+    """The part of ``call`` its answer ``result`` left neither accepted, rejected nor failed (the
+    valid rest of a refused batch), or None when every row is settled."""
+    settled = set(result.accepted) | result.rejected.keys() | result.failed.keys()
+    left = [i for i, seq in enumerate(call.seqs) if seq not in settled]
+    return call.subset(left) if left else None
 
 
 def _json(response: Answer) -> Any:
