@@ -174,9 +174,9 @@ ODP_RATE = RateLimit(requests=200, per_seconds=1.0)
 
 
 def odp_project(root: Path, url: str) -> None:
-    # ODP refuses a whole batch for one invalid item and the writer resends the valid rest once:
-    # with 2% of items refused at random, a batch of 100 passes whole one time in eight, so the
-    # batches stay small. ODP's documented 10 requests/s on profiles and lists are tested
+    # ODP refuses a whole batch for one invalid item and the writer resends the valid rest (up to
+    # five times): the emulator's random refusals make every resend a new draw, so the batches
+    # stay small enough to settle. ODP's documented 10 requests/s on profiles and lists are tested
     # elsewhere; here they would only stretch the run, so client and emulator agree on more.
     dest = {"type": "odp", "base_url": url + "/v3", "api_key": "sandbox-key", "batch_size": batch_size(25),
             "concurrency": 8, "timeout_s": 5, "checkpoint_rows": max(100, ROWS // 2),
