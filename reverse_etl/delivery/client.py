@@ -13,7 +13,8 @@ What happens to one call::
 
 An answer that follows a 5xx, a timeout or a dropped connection is marked ``doubtful``: that
 earlier attempt may have been applied, so a rejection in the final answer does not prove the
-destination lacks the rows (a create-only API refuses what the first attempt created).
+destination lacks the rows (a create-only API refuses what the first attempt created). A call
+marked not ``idempotent`` is never sent again after such an attempt: TransientError at once.
 
 A 429 pauses the whole endpoint bucket until the moment the server named, so one throttled
 request slows every request of the run instead of each finding out on its own. A success
@@ -57,6 +58,10 @@ class Call:
     endpoint: str = "default"  # rate-limit bucket
     headers: dict[str, str] = field(default_factory=dict)
     url: str | None = None  # absolute URL, for APIs on another host than base_url
+    # False for a request that must not be sent twice (a create where the API keeps no unique
+    # key): after an attempt that may have been applied it is not resent; the writer finds out
+    # what happened next run.
+    idempotent: bool = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,12 @@ class DeliveryClient:
                 # refused before connecting: never sent; dropped or cut off after: maybe applied
                 doubtful = doubtful or not isinstance(exc, httpx.ConnectError)
                 problem = f"{call.method} {call.path} failed: {type(exc).__name__}: {exc}"
+            if doubtful and not call.idempotent:
+                raise TransientError(
+                    redact(f"{problem}; it may have been applied, so it is not sent again "
+                           "(the next run looks it up first)", self._secrets),
+                    status_code=response.status_code if response is not None else None,
+                )
             if attempt >= self.settings.max_retries:
                 raise TransientError(
                     redact(f"{problem} (gave up after {attempt + 1} attempts)", self._secrets),

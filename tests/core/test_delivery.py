@@ -205,3 +205,38 @@ def test_an_answer_after_an_attempt_that_may_have_been_applied_is_doubtful(befor
             return answer.doubtful
 
     assert run(go()) is doubtful
+
+
+@pytest.mark.parametrize(("before", "sent"), [(["429", "503"], 2), (["connect", "dropped"], 2), (["read-timeout"], 1)])
+def test_a_call_that_is_not_idempotent_is_not_resent_after_an_attempt_that_may_have_been_applied(
+    before: list[str], sent: int
+) -> None:
+    attempts = iter(before)
+    seen: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(1)
+        kind = next(attempts, None)
+        return httpx.Response(201) if kind is None else _fail(kind)
+
+    async def go() -> None:
+        async with DeliveryClient(settings(max_retries=5), httpx.MockTransport(handler)) as client:
+            await client.send(Call("POST", "/create", b"{}", idempotent=False))
+
+    with pytest.raises(TransientError, match="may have been applied"):
+        run(go())
+    assert len(seen) == sent  # throttles and refused connections are retried; the doubtful attempt is the last
+
+
+def test_a_call_that_is_not_idempotent_is_retried_while_nothing_can_have_been_applied() -> None:
+    attempts = iter(["429", "connect", "408"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kind = next(attempts, None)
+        return httpx.Response(201) if kind is None else _fail(kind)
+
+    async def go() -> int:
+        async with DeliveryClient(settings(max_retries=5), httpx.MockTransport(handler)) as client:
+            return (await client.send(Call("POST", "/create", b"{}", idempotent=False))).status_code
+
+    assert run(go()) == 201

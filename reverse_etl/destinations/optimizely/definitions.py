@@ -5,6 +5,12 @@ remembered for the row's primary key, so renaming an object in the model updates
 creating a twin. Missing objects are created (POST), existing ones updated (PATCH, un-archiving
 them when the model holds them again), and mirror removals archived (DELETE): Optimizely never
 deletes definitions. Each object is one request, paced by the REST rate limit.
+
+A POST is not idempotent, and an audience name is not unique: a POST resent after an attempt
+whose answer was lost (a dropped connection, a timeout, a 5xx after the work) could create a
+second audience. So creates are sent as calls that are never resent after such an attempt
+(``Call.idempotent``): the row stays unacknowledged, and the next run's listing finds the object
+the lost attempt created (by its key or name) and updates it instead.
 """
 
 from __future__ import annotations
@@ -88,7 +94,10 @@ class DefinitionWriter(Writer):
     async def _remove(self, row: DeltaRow, kept: set[str]) -> ChunkResult:
         key = payload.row_key(self.sync, row)
         obj = self._find(row)
-        if obj is None or obj.get("archived") or str(obj.get(self.kind.match)) in kept:
+        # An object another row holds now (it took the key while this removal was pending) is
+        # that row's: archiving it would take it from the model.
+        if (obj is None or obj.get("archived") or str(obj.get(self.kind.match)) in kept
+                or any(i == obj["id"] for k, i in self.remembered.items() if k != key)):
             self.remembered.pop(key, None)
             return ChunkResult(accepted=[row.seq])
         response = await self._send(Call("DELETE", self.kind.item(self.project_id, obj["id"]), None, (row.seq,), rest.ENDPOINT))
@@ -119,7 +128,8 @@ class DefinitionWriter(Writer):
         if body is None:
             return ChunkResult(rejected={row.seq: problem or "invalid row"})
         if obj is None:
-            call = Call("POST", self.kind.collection(self.project_id), dumps(body), (row.seq,), rest.ENDPOINT)
+            call = Call("POST", self.kind.collection(self.project_id), dumps(body), (row.seq,), rest.ENDPOINT,
+                        idempotent=False)
         else:
             call = Call("PATCH", self.kind.item(self.project_id, obj["id"]), dumps(body), (row.seq,), rest.ENDPOINT)
         response = await self._send(call)
