@@ -265,6 +265,9 @@ class Runner:
                 ),
                 record_errors=lambda errors: state.add_row_errors(record, errors),
                 run=run, reporter=self.reporter, should_stop=self.should_stop,
+                # A lease on the state taken over while this process stalled: stop before sending
+                # another chunk, so two processes never send the same rows.
+                before_send=session.check_state_lock,
             )
             await streamer.stream()
             await writer.finish()

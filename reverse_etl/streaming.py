@@ -61,7 +61,7 @@ class DeltaStreamer:
         self, *, writer: Writer, delta: Delta, columns: SyncColumns, chunk_rows: int, max_chunk_rows: int | None,
         fetch: Callable[[int, int], DeltaChunk], ack: Callable[[int, int, list[int], list[int]], Any],
         record_errors: Callable[[list[RowError]], None], run: SyncRun, reporter: Reporter,
-        should_stop: Callable[[], bool],
+        should_stop: Callable[[], bool], before_send: Callable[[], None] = lambda: None,
     ) -> None:
         self.writer = writer
         self.delta = delta
@@ -74,6 +74,7 @@ class DeltaStreamer:
         self.run = run
         self.reporter = reporter
         self.should_stop = should_stop
+        self.before_send = before_send  # raises to end the run before a chunk is sent
 
     def _load(self, lo: int, hi: int) -> tuple[DeltaChunk, Any]:
         chunk = self.fetch(lo, hi)
@@ -162,6 +163,7 @@ class DeltaStreamer:
                         self.run.status = "interrupted"
                         self.run.error = f"stopped on request after {lo - 1} of {total} rows; the next run sends the rest"
                         break
+                    self.before_send()
                     assert loading is not None
                     chunk, staged = await loading
                     loading = None

@@ -19,50 +19,28 @@ No row ever passes through Python to compute the diff; only the delta is streame
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
+from reverse_etl.diff.actions import action_rows, holds_rows, outcomes_of
+from reverse_etl.diff.sqlgen import (
+    HELD,
+    DiffDialect,
+    delta_sql,
+    held_table,
+    join_sql,
+    snapshot_side,
+    spans_from,
+    spans_sql,
+)
 from reverse_etl.errors import DataError
 from reverse_etl.modeling.model import quote
 from reverse_etl.sqlbuild import ident, row_hash, sql
 
 OLD = "__retl_old__"
-
-# (type, mode) -> {op: [(action, kind, ack), ...]}; ops missing from the map are not sent.
-_ACTIONS: dict[tuple[str, str], dict[str, list[tuple[str, str, str]]]] = {
-    ("records", "upsert"): {"added": [("upsert", "added", "insert")], "changed": [("upsert", "changed", "replace")]},
-    ("records", "update"): {"added": [("update", "added", "insert")], "changed": [("update", "changed", "replace")]},
-    ("records", "insert"): {"added": [("insert", "added", "insert")]},
-    ("records", "mirror"): {
-        "added": [("upsert", "added", "insert")],
-        "changed": [("upsert", "changed", "replace")],
-        "removed": [("remove", "removed", "delete")],
-    },
-    ("audience", "add"): {"added": [("join", "added", "insert")], "changed": [("join", "added", "replace")]},
-    ("audience", "remove"): {"added": [("leave", "removed", "insert")], "changed": [("leave", "removed", "replace")]},
-    # An identity change of a member is a leave of the old identity and a join of the new one.
-    ("audience", "mirror"): {
-        "added": [("join", "added", "insert")],
-        "changed": [("leave", "removed", "delete"), ("join", "added", "insert")],
-        "removed": [("leave", "removed", "delete")],
-    },
-    ("events", "insert"): {"added": [("track", "added", "insert")]},
-}
-# With --full-resync, rows whose hash did not change are sent again as:
-_RESEND: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("records", "upsert"): ("upsert", "changed", "replace"),
-    ("records", "update"): ("update", "changed", "replace"),
-    ("records", "insert"): ("insert", "changed", "replace"),
-    ("records", "mirror"): ("upsert", "changed", "replace"),
-    ("audience", "add"): ("join", "added", "replace"),
-    ("audience", "remove"): ("leave", "removed", "replace"),
-    ("audience", "mirror"): ("join", "added", "replace"),
-    ("events", "insert"): ("track", "added", "replace"),
-}
-_ORDER = {"delete": 0, "replace": 1, "insert": 2}
 
 # Maybe-held rows (see Differ.hold) live beside the snapshot, in ``held_table(snapshot)``, with this
 # row hash. It equals no real hash (DuckDB's hash of a struct is never 1 in practice; a sync without
@@ -70,52 +48,7 @@ _ORDER = {"delete": 0, "replace": 1, "insert": 2}
 # (as added), and once gone from the model its removal is sent.
 MAYBE_HASH = 1
 
-
-def held_table(snapshot_table: str) -> str:
-    """The maybe-held rows of a snapshot: a table of the same columns, named after it."""
-    if snapshot_table.endswith('"'):
-        return snapshot_table[:-1] + '__held"'
-    return snapshot_table + "__held"
-
-
-def snapshot_side(snapshot_table: str, columns: SyncColumns, current: Callable[[str], str] = lambda t: t) -> str:
-    """What the diff compares with: the snapshot's rows and the maybe-held ones (disjoint keys).
-
-    A relation for ``FROM`` (aliased: PostgreSQL wants one on every subquery there).
-    """
-    cols = ", ".join(quote(c) for c in [*columns.key, *columns.values, "__retl_hash"])
-    held = held_table(snapshot_table)
-    return (f"(SELECT {cols} FROM {current(snapshot_table)} AS __retl_s "
-            f"UNION ALL SELECT {cols} FROM {current(held)} AS __retl_h) AS __retl_side")
-
-
-def outcomes_of(sync_type: str, mode: str, full_resync: bool) -> list[tuple[str, str, str, str]]:
-    """(op, action, kind, ack) rows of the mode's action table; a maybe-held row is sent as an
-    added one would be, and replaces its placeholder."""
-    actions = _ACTIONS[(sync_type, mode)]
-    out = [(op, *o) for op, items in actions.items() for o in items]
-    out += [("maybe", action, kind, "replace") for action, kind, _ in actions.get("added", [])]
-    if full_resync:
-        out.append(("same", *_RESEND[(sync_type, mode)]))
-    return out
-
-
-def action_rows(sync_type: str, mode: str, full_resync: bool) -> list[tuple[str, str, str, str, int, bool]]:
-    """(op, action, kind, ack, send order, use_old) rows of the constant table a delta joins.
-
-    A removal, and the leave half of a changed audience member, speak for the old identity:
-    they are sent with the snapshot's identifier values (``use_old``).
-    """
-    return [
-        (op, action, kind, ack, _ORDER[ack], op == "removed" or (op == "changed" and ack == "delete"))
-        for op, action, kind, ack in outcomes_of(sync_type, mode, full_resync)
-    ]
-
-
-def holds_rows(sync_type: str, mode: str) -> bool:
-    """Whether rows are held before sending: only modes that send removals need to know which
-    rows the destination may hold."""
-    return "removed" in _ACTIONS[(sync_type, mode)]
+DUCKDB = DiffDialect("duckdb", lambda columns, alias: sql(row_hash(list(columns), alias)), str(MAYBE_HASH))
 
 
 @dataclass(frozen=True)
@@ -132,6 +65,9 @@ class SyncColumns:
         return list(dict.fromkeys([*self.key, *self.values, *self.hashed]))
 
 
+Span = tuple[str, int, int]  # (ack kind, first seq, last seq)
+
+
 @dataclass(frozen=True)
 class Delta:
     """The delta table of one sync in the run's engine."""
@@ -146,6 +82,21 @@ class Delta:
     split: bool = False  # holds audience identity changes (a leave and a join for one key)
     holds: bool = False  # added rows are held (maybe-held) before they are sent: see Differ.hold
     maybe: bool = False  # sends rows that were maybe held (their placeholders go on acknowledgement)
+    # Where each kind of acknowledgement lies (see sqlgen.spans_sql); None: unknown, so an
+    # acknowledgement runs every statement, as if every kind were in every chunk.
+    spans: tuple[Span, ...] | None = None
+
+    def touches(self, kind: str, lo: int, hi: int) -> bool:
+        """Whether seqs ``lo..hi`` may hold rows of this kind of acknowledgement (or HELD)."""
+        if self.spans is None:
+            return True
+        return any(k == kind and first <= hi and lo <= last for k, first, last in self.spans)
+
+
+def spans_of(row: Sequence[Any] | None) -> tuple[Span, ...] | None:
+    """The answer of :func:`~reverse_etl.diff.sqlgen.spans_sql` as :attr:`Delta.spans`."""
+    spans = spans_from(row)
+    return None if spans is None else tuple((kind, first, last) for kind, (first, last) in spans.items())
 
 
 def check_keys(conn: duckdb.DuckDBPyConnection, model_table: str, key: list[str], model: str, examples: int = 5) -> None:
@@ -200,11 +151,13 @@ class Differ:
         self._n += 1
         joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
         delta = f"memory.main.{quote(f'__retl_delta_{self._n}')}"
-        side = snapshot_side(snapshot_table, columns)
-        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {self._join_sql(model_table, side, columns, full_resync)}")
+        side = snapshot_side(DUCKDB, snapshot_table, columns, lambda t: t)
+        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {join_sql(DUCKDB, model_table, side, columns, full_resync)}")
         try:
             self._check_keys(joined, model_table, side, columns.key, model)
-            self.conn.execute(f"CREATE OR REPLACE TABLE {delta} AS {self._delta_sql(joined, side, columns, sync_type, mode, full_resync)}")
+            # Stored in seq order: a chunk's rows are then a few row groups, found by their min/max.
+            query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync)
+            self.conn.execute(f'CREATE OR REPLACE TABLE {delta} AS {query} ORDER BY "__retl_seq"')
         finally:
             self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
         keys = ", ".join(quote(k) for k in columns.key)
@@ -219,7 +172,7 @@ class Differ:
         assert counts is not None
         return Delta(delta, columns, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]),
                      f"{counts[3]}:{counts[4]:x}", split=bool(counts[5]), holds=holds_rows(sync_type, mode),
-                     maybe=bool(counts[6]))
+                     maybe=bool(counts[6]), spans=spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone()))
 
     def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
         """Null and duplicate keys, proven from counts the join already made.
@@ -243,69 +196,6 @@ class Differ:
         added, removed, nulls, distinct_added, model_rows, snapshot_rows = (int(v) for v in row)
         if nulls or distinct_added + nulls != added or model_rows != added + snapshot_rows - removed:
             check_keys(self.conn, model_table, key, model)
-
-    def _join_sql(self, model_table: str, snapshot_table: str, columns: SyncColumns, full_resync: bool) -> str:
-        """The delta keys: a full outer join whose snapshot side carries only key + hash.
-
-        Keeping the snapshot side narrow keeps the join's hash table small; the few old
-        values a sync needs are fetched afterwards for the delta rows only.
-        """
-        q = quote
-        key = columns.key
-        keys = ", ".join(q(k) for k in key)
-        others = [c for c in columns.all if c not in key]
-        new_hash = sql(row_hash(columns.hashed, None))
-        on_key = " AND ".join(f"n.{q(k)} = o.{q(k)}" for k in key)
-        differs = "" if full_resync else (
-            " WHERE o.__retl_hash IS NULL OR n.__retl_in_model IS NULL OR n.__retl_hash <> o.__retl_hash"
-        )
-        return (
-            "SELECT CASE WHEN o.__retl_hash IS NULL THEN 'added' WHEN n.__retl_in_model IS NULL THEN 'removed' "
-            f"WHEN o.__retl_hash = {MAYBE_HASH} THEN 'maybe' "
-            "WHEN n.__retl_hash <> o.__retl_hash THEN 'changed' ELSE 'same' END AS __retl_op, "
-            + ", ".join(f"coalesce(n.{q(k)}, o.{q(k)}) AS {q(k)}" for k in key)
-            + "".join(f", n.{q(c)}" for c in others)
-            + ", n.__retl_hash AS __retl_hash, o.__retl_hash AS __retl_old_hash "
-            f"FROM (SELECT {', '.join(q(c) for c in columns.all)}, {new_hash} AS __retl_hash, true AS __retl_in_model "
-            f"FROM {model_table}) AS n "
-            f"FULL OUTER JOIN (SELECT {keys}, __retl_hash FROM {snapshot_table}) AS o ON {on_key}{differs}"
-        )
-
-    def _delta_sql(
-        self, joined: str, snapshot_table: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
-    ) -> str:
-        """Expand each join row into the writer's actions (an audience identity change becomes a
-        leave and a join) by joining a tiny constant table, and number the rows in send order."""
-        q = quote
-        key = columns.key
-        others = [c for c in columns.all if c not in key]
-        # op/action/kind/ack are this module's constants, never user input.
-        mapping = ", ".join(
-            f"('{op}', '{action}', '{kind}', '{ack}', {order}, {'true' if use_old else 'false'})"
-            for op, action, kind, ack, order, use_old in action_rows(sync_type, mode, full_resync)
-        )
-        identity = [c for c in columns.identity if c in columns.values]
-        projected = [f"j.{q(k)}" for k in key]
-        for c in others:
-            if c in identity:
-                projected.append(f"CASE WHEN a.use_old THEN s.{q(c)} ELSE j.{q(c)} END AS {q(c)}")
-            else:
-                projected.append(f"j.{q(c)}")
-        old_join = ""
-        if identity:
-            on_old = " AND ".join(f"s.{q(k)} = j.{q(k)}" for k in key)
-            old_join = (
-                f" LEFT JOIN (SELECT {', '.join(q(c) for c in [*key, *identity])}, __retl_hash FROM {snapshot_table}) AS s "
-                f"ON j.__retl_op <> 'added' AND {on_old} AND s.__retl_hash = j.__retl_old_hash"
-            )
-        order = ", ".join(f"j.{q(k)}" for k in key)
-        return (
-            f"SELECT row_number() OVER (ORDER BY a.ord, {order}) AS __retl_seq, j.__retl_op, a.kind AS __retl_kind, "
-            f"a.action AS __retl_action, a.ack AS __retl_ack, {', '.join(projected)}, "
-            "j.__retl_hash, j.__retl_old_hash "
-            f"FROM {joined} AS j JOIN (VALUES {mapping}) AS a(op, action, kind, ack, ord, use_old) ON a.op = j.__retl_op"
-            f"{old_join} ORDER BY __retl_seq"
-        )
 
     def hold(self, delta: Delta, snapshot_table: str, lo: int, hi: int) -> None:
         """Before rows ``lo..hi`` are sent: record the added ones as maybe held.
@@ -340,52 +230,58 @@ class Differ:
         ``rejected`` (among ``not_accepted``): rows the destination refused, so does not hold;
         their maybe-held placeholders (see :meth:`hold`) are taken out. Rows not accepted for any
         other reason (no answer) keep theirs.
+
+        Only the statements the chunk needs run (:meth:`Delta.touches`). A DELETE with rows to
+        match reads the snapshot's key column (DuckDB joins by hash, the chunk's rows the build
+        side; their min/max skips row groups only where keys cluster): a chunk with no row of
+        its kind does not pay for it.
         """
-        key = delta.columns.key
-        stored = [*key, *delta.columns.values]
-        match_key = " AND ".join(f"s.{quote(k)} = d.{quote(k)}" for k in key)
-        rng = "d.__retl_seq BETWEEN $lo AND $hi AND NOT list_contains($skip, d.__retl_seq)"
         params: dict[str, Any] = {"lo": lo, "hi": hi, "skip": not_accepted}
-        cols = ", ".join(quote(c) for c in stored)
         self.conn.execute("BEGIN TRANSACTION")
         try:
-            self.conn.execute(
-                f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'delete' "
-                f"AND {match_key} AND s.__retl_hash = d.__retl_old_hash",
-                params,
-            )
-            self.conn.execute(
-                f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'replace' AND {match_key}",
-                params,
-            )
-            if delta.holds or delta.maybe:
-                # An answered row is no longer maybe held: accepted, it is in the snapshot (or removed);
-                # rejected, the destination does not hold it. Unanswered ones stay.
-                answered = f"({rng} OR (list_contains($rejected, d.__retl_seq) AND d.__retl_op = 'added'))"
-                self.conn.execute(
-                    f"DELETE FROM {held_table(snapshot_table)} AS s USING {delta.table} AS d "
-                    f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND {answered} AND {match_key}",
-                    {**params, "rejected": list(rejected)},
-                )
-            # The join half of an audience identity change enters only once its leave half did:
-            # if the leave was rejected, the old identity stays and the next run tries both again.
-            # That keeps snapshot keys unique, which the key check relies on.
-            guard = ""
-            if delta.split:
-                guard = (
-                    f" AND NOT (d.__retl_op = 'changed' AND EXISTS (SELECT 1 FROM {snapshot_table} AS s "
-                    f"WHERE {match_key}))"
-                )
-            self.conn.execute(
-                f"INSERT INTO {snapshot_table} ({cols}, __retl_hash) SELECT {', '.join('d.' + quote(c) for c in stored)}, "
-                f"d.__retl_hash FROM {delta.table} AS d WHERE {rng} AND d.__retl_ack IN ('insert', 'replace'){guard}",
-                params,
-            )
+            for statement, extra in self._ack_statements(delta, snapshot_table, lo, hi, rejected):
+                self.conn.execute(statement, {**params, **extra})
             self.conn.execute("COMMIT")
         except Exception:
             self.conn.execute("ROLLBACK")
             raise
         return hi - lo + 1 - len(not_accepted)
 
+    def _ack_statements(
+        self, delta: Delta, snapshot_table: str, lo: int, hi: int, rejected: Sequence[int] = ()
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The statements of :meth:`ack` for this chunk, with their extra parameters."""
+        key = delta.columns.key
+        stored = [*key, *delta.columns.values]
+        match_key = DUCKDB.match(key, "s", "d")
+        rng = "d.__retl_seq BETWEEN $lo AND $hi AND NOT list_contains($skip, d.__retl_seq)"
+        out: list[tuple[str, dict[str, Any]]] = []
+        if delta.touches("delete", lo, hi):
+            out.append((f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'delete' "
+                        f"AND {match_key} AND s.__retl_hash = d.__retl_old_hash", {}))
+        if delta.touches("replace", lo, hi):
+            out.append((f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} "
+                        f"AND d.__retl_ack = 'replace' AND {match_key}", {}))
+        if (delta.holds or delta.maybe) and delta.touches(HELD, lo, hi):
+            # An answered row is no longer maybe held: accepted, it is in the snapshot (or removed);
+            # rejected, the destination does not hold it. Unanswered ones stay.
+            answered = f"({rng} OR (list_contains($rejected, d.__retl_seq) AND d.__retl_op = 'added'))"
+            out.append((f"DELETE FROM {held_table(snapshot_table)} AS s USING {delta.table} AS d "
+                        f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND {answered} AND {match_key}", {"rejected": list(rejected)}))
+        if delta.touches("insert", lo, hi) or delta.touches("replace", lo, hi):
+            # The join half of an audience identity change enters only once its leave half did:
+            # if the leave was rejected, the old identity stays and the next run tries both again.
+            # That keeps snapshot keys unique, which the key check relies on.
+            guard = ""
+            if delta.split:
+                guard = (f" AND NOT (d.__retl_op = 'changed' AND EXISTS (SELECT 1 FROM {snapshot_table} AS s "
+                         f"WHERE {match_key}))")
+            out.append((f"INSERT INTO {snapshot_table} ({DUCKDB.cols(stored)}, __retl_hash) SELECT {DUCKDB.cols(stored, 'd')}, "
+                        f"d.__retl_hash FROM {delta.table} AS d WHERE {rng} AND d.__retl_ack IN ('insert', 'replace'){guard}", {}))
+        return out
 
-__all__ = ["MAYBE_HASH", "OLD", "held_table", "snapshot_side", "Delta", "Differ", "SyncColumns", "check_keys", "holds_rows", "ident", "outcomes_of"]
+
+__all__ = [
+    "DUCKDB", "MAYBE_HASH", "OLD", "Delta", "Differ", "SyncColumns", "action_rows", "check_keys", "held_table", "holds_rows",
+    "ident", "outcomes_of", "spans_of",
+]

@@ -1,8 +1,9 @@
 """The diff and the snapshot advance inside a pushdown warehouse (PostgreSQL, Snowflake, ...).
 
 The same algorithm as :mod:`reverse_etl.diff.engine` (a narrow full outer join on the key, keys
-proven unique from the join's counts, actions expanded through a constant VALUES table), written
-in the canonical SQL of :mod:`reverse_etl.warehouse.sql` and generated for the engine by sqlglot.
+proven unique from the join's counts, actions expanded through a constant VALUES table), the same
+join and delta SQL (:mod:`reverse_etl.diff.sqlgen`), written in the canonical SQL of
+:mod:`reverse_etl.warehouse.sql` and generated for the engine by sqlglot.
 Join and delta are scratch tables in the warehouse; the runner fetches the delta chunk by chunk
 and nothing else leaves the warehouse. An acknowledgement applies the accepted rows of one
 chunk to the snapshot in one transaction: deletes and inserts of those rows only.
@@ -16,17 +17,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reverse_etl.diff.engine import (
-    Delta,
-    Differ,
-    SyncColumns,
-    action_rows,
+from reverse_etl.diff.actions import holds_rows
+from reverse_etl.diff.engine import Delta, Differ, SyncColumns, spans_of
+from reverse_etl.diff.sqlgen import (
+    HELD,
+    DiffDialect,
+    delta_sql,
     held_table,
-    holds_rows,
+    join_sql,
     snapshot_side,
+    spans_sql,
 )
 from reverse_etl.errors import DataError
-from reverse_etl.warehouse.sql import lit, q
+from reverse_etl.warehouse.sql import CANONICAL, q
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,6 +57,7 @@ class SqlDiffer(Differ):
     def __init__(self, session: SqlSession) -> None:  # no DuckDB connection: super().__init__ is not for this engine
         self.session = session
         self._n = 0
+        self.dialect = DiffDialect(CANONICAL, session.row_hash, MAYBE)
 
     def diff(
         self,
@@ -67,12 +71,13 @@ class SqlDiffer(Differ):
         model: str = "model",
     ) -> Delta:
         s = self.session
-        current = snapshot_side(snapshot_table, columns, lambda t: s.current(t, columns.key))
-        joined = s.scratch("join", self._join_sql(model_table, current, columns, full_resync))
+        d = self.dialect
+        current = snapshot_side(d, snapshot_table, columns, lambda t: s.current(t, columns.key))
+        joined = s.scratch("join", join_sql(d, model_table, current, columns, full_resync))
         try:
             self._check_keys(joined, model_table, current, columns.key, model)
             delta = s.scratch(
-                "delta", self._delta_sql(joined, current, columns, sync_type, mode, full_resync), index="__retl_seq"
+                "delta", delta_sql(d, joined, current, columns, sync_type, mode, full_resync), index="__retl_seq"
             )
         finally:
             s.drop(joined)
@@ -90,8 +95,9 @@ class SqlDiffer(Differ):
             f"{digest} AS d FROM {delta}) AS t"
         )[0]
         added, changed, removed, rows, split, maybe = (int(v or 0) for v in row[:6])
+        spans = s.query(spans_sql(d, delta))  # one row from any engine; none: spans unknown
         return Delta(delta, columns, added, changed, removed, rows, f"{rows}:{row[6]}", split=bool(split),
-                     holds=holds_rows(sync_type, mode), maybe=bool(maybe))
+                     holds=holds_rows(sync_type, mode), maybe=bool(maybe), spans=spans_of(spans[0] if spans else None))
 
     def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
         """Null and duplicate keys from the join's own counts (see :meth:`Differ._check_keys`)."""
@@ -136,57 +142,6 @@ class SqlDiffer(Differ):
             hint="deduplicate in the model (e.g. QUALIFY row_number() OVER (PARTITION BY key ...) = 1)",
         )
 
-    def _join_sql(self, model_table: str, snapshot_table: str, columns: SyncColumns, full_resync: bool) -> str:
-        key = columns.key
-        others = [c for c in columns.all if c not in key]
-        on_key = " AND ".join(f"n.{q(k)} = o.{q(k)}" for k in key)
-        differs = "" if full_resync else (
-            ' WHERE o."__retl_hash" IS NULL OR n."__retl_in_model" IS NULL OR n."__retl_hash" <> o."__retl_hash"'
-        )
-        return (
-            "SELECT CASE WHEN o.\"__retl_hash\" IS NULL THEN 'added' WHEN n.\"__retl_in_model\" IS NULL THEN 'removed' "
-            f"WHEN o.\"__retl_hash\" = {MAYBE} THEN 'maybe' "
-            "WHEN n.\"__retl_hash\" <> o.\"__retl_hash\" THEN 'changed' ELSE 'same' END AS \"__retl_op\", "
-            + ", ".join(f"COALESCE(n.{q(k)}, o.{q(k)}) AS {q(k)}" for k in key)
-            + "".join(f", n.{q(c)}" for c in others)
-            + ', n."__retl_hash" AS "__retl_hash", o."__retl_hash" AS "__retl_old_hash" '
-            f"FROM (SELECT {', '.join(q(c) for c in columns.all)}, {self.session.row_hash(columns.hashed, None)} AS \"__retl_hash\", "
-            f'TRUE AS "__retl_in_model" FROM {model_table}) AS n '
-            f'FULL OUTER JOIN (SELECT {", ".join(q(k) for k in key)}, "__retl_hash" FROM {snapshot_table}) AS o ON {on_key}{differs}'
-        )
-
-    def _delta_sql(
-        self, joined: str, snapshot_table: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
-    ) -> str:
-        key = columns.key
-        others = [c for c in columns.all if c not in key]
-        mapping = ", ".join(
-            f"({lit(op)}, {lit(action)}, {lit(kind)}, {lit(ack)}, {order}, {'TRUE' if use_old else 'FALSE'})"
-            for op, action, kind, ack, order, use_old in action_rows(sync_type, mode, full_resync)
-        )
-        identity = [c for c in columns.identity if c in columns.values]
-        projected = [f"j.{q(k)}" for k in key]
-        for c in others:
-            if c in identity:
-                projected.append(f'CASE WHEN a."use_old" THEN s.{q(c)} ELSE j.{q(c)} END AS {q(c)}')
-            else:
-                projected.append(f"j.{q(c)}")
-        old_join = ""
-        if identity:
-            on_old = " AND ".join(f"s.{q(k)} = j.{q(k)}" for k in key)
-            old_join = (
-                f' LEFT JOIN (SELECT {", ".join(q(c) for c in [*key, *identity])}, "__retl_hash" FROM {snapshot_table}) AS s '
-                f"ON j.\"__retl_op\" <> 'added' AND {on_old} AND s.\"__retl_hash\" = j.\"__retl_old_hash\""
-            )
-        order = ", ".join(f"j.{q(k)}" for k in key)
-        return (
-            f'SELECT row_number() OVER (ORDER BY a."ord", {order}) AS "__retl_seq", j."__retl_op", a."kind" AS "__retl_kind", '
-            f'a."action" AS "__retl_action", a."ack" AS "__retl_ack", {", ".join(projected)}, '
-            'j."__retl_hash", j."__retl_old_hash" '
-            f'FROM {joined} AS j JOIN (VALUES {mapping}) AS a("op", "action", "kind", "ack", "ord", "use_old") '
-            f'ON a."op" = j."__retl_op"{old_join}'
-        )
-
     def hold(self, delta: Delta, snapshot_table: str, lo: int, hi: int) -> None:
         """Record the added rows of ``lo..hi`` as maybe held before they are sent (see :meth:`Differ.hold`)."""
         if not delta.holds:
@@ -216,7 +171,13 @@ class SqlDiffer(Differ):
         self, delta: Delta, snapshot_table: str, lo: int, hi: int, not_accepted: list[int], rejected: Sequence[int] = ()
     ) -> int:
         """Apply the accepted rows of seq range ``[lo, hi]`` to the snapshot, in one transaction
-        (``rejected``: see :meth:`Differ.ack`)."""
+        (``rejected``: see :meth:`Differ.ack`).
+
+        Only the statements the chunk needs run (:meth:`Delta.touches`): each costs a round trip,
+        and on engines without indexes a pruned scan of the snapshot. On PostgreSQL each DELETE is
+        driven by the chunk's rows (the delta's index on seq) and probes the snapshot's unique key
+        index (``after_snapshot``), so its cost follows the chunk, not the snapshot.
+        """
         if self.session.warehouse.APPEND_ONLY:
             self._ack_append(delta, snapshot_table, lo, hi, not_accepted, rejected)
             return hi - lo + 1 - len(not_accepted)
@@ -225,30 +186,37 @@ class SqlDiffer(Differ):
         stored = [*key, *delta.columns.values]
         match_key = " AND ".join(f"s.{q(k)} = d.{q(k)}" for k in key)
         rng = _in_range("d", lo, hi, not_accepted)
-        guard = ""
-        if delta.split:
-            # As in the DuckDB engine: the join half of an identity change waits for its leave half.
-            guard = f" AND NOT (d.\"__retl_op\" = 'changed' AND EXISTS (SELECT 1 FROM {snapshot_table} AS s WHERE {match_key}))"
         with s.transaction():
-            s.execute(
-                f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
-                f"AND d.\"__retl_ack\" = 'delete' AND {match_key} AND s.\"__retl_hash\" = d.\"__retl_old_hash\")"
-            )
-            s.execute(
-                f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
-                f"AND d.\"__retl_ack\" = 'replace' AND {match_key})"
-            )
-            if delta.holds or delta.maybe:  # answered rows are no longer maybe held (see Differ.ack)
+            if delta.touches("delete", lo, hi):
+                s.execute(
+                    f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
+                    f"AND d.\"__retl_ack\" = 'delete' AND {match_key} AND s.\"__retl_hash\" = d.\"__retl_old_hash\")"
+                )
+            if delta.touches("replace", lo, hi):
+                s.execute(
+                    f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
+                    f"AND d.\"__retl_ack\" = 'replace' AND {match_key})"
+                )
+            if (delta.holds or delta.maybe) and delta.touches(HELD, lo, hi):  # answered rows are no longer maybe held
                 s.execute(
                     f"DELETE FROM {held_table(snapshot_table)} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d "
                     f"WHERE {_answered('d', lo, hi, not_accepted, rejected)} AND {match_key})"
                 )
-            s.execute(
-                f'INSERT INTO {snapshot_table} ({", ".join(q(c) for c in stored)}, "__retl_hash") '
-                f'SELECT {", ".join("d." + q(c) for c in stored)}, d."__retl_hash" FROM {delta.table} AS d '
-                f"WHERE {rng} AND d.\"__retl_ack\" IN ('insert', 'replace'){guard}"
-            )
+            if delta.touches("insert", lo, hi) or delta.touches("replace", lo, hi):
+                s.execute(
+                    f'INSERT INTO {snapshot_table} ({", ".join(q(c) for c in stored)}, "__retl_hash") '
+                    f'SELECT {", ".join("d." + q(c) for c in stored)}, d."__retl_hash" FROM {delta.table} AS d '
+                    f"WHERE {rng} AND d.\"__retl_ack\" IN ('insert', 'replace'){self._split_guard(delta, snapshot_table)}"
+                )
         return hi - lo + 1 - len(not_accepted)
+
+    @staticmethod
+    def _split_guard(delta: Delta, snapshot_table: str) -> str:
+        """As in the DuckDB engine: the join half of an identity change waits for its leave half."""
+        if not delta.split:
+            return ""
+        match_key = " AND ".join(f"s.{q(k)} = d.{q(k)}" for k in delta.columns.key)
+        return f" AND NOT (d.\"__retl_op\" = 'changed' AND EXISTS (SELECT 1 FROM {snapshot_table} AS s WHERE {match_key}))"
 
     def _ack_append(
         self, delta: Delta, table: str, lo: int, hi: int, not_accepted: list[int], rejected: Sequence[int]
@@ -259,38 +227,64 @@ class SqlDiffer(Differ):
         removes (same hash), a ``replace`` writes the new version, an ``insert`` writes the row if
         the key is free, or (the join half of an identity change) is freed by its leave half in
         this same chunk. Within one acknowledgement, later steps get later versions.
+
+        The snapshot's current rows are read only when the chunk has deletes or identity changes,
+        and then only for the chunk's keys: the window over the log runs on those rows alone. An
+        added row's key is free by construction (the diff found it in neither the snapshot nor
+        the held rows, and this run alone writes them), so inserts and replaces need no lookup.
         """
         s = self.session
         key, values = delta.columns.key, delta.columns.values
-        current = s.current(table, key)
-        on_key = " AND ".join(f"c.{q(k)} = d.{q(k)}" for k in key)
-        leave_key = " AND ".join(f"l.{q(k)} = d.{q(k)}" for k in key)
-        version = s.next_version()
         stored = ", ".join(q(c) for c in [*key, *values])
         projected = [f"d.{q(k)}" for k in key]
         projected += [f"CASE WHEN d.\"__retl_ack\" = 'delete' THEN NULL ELSE d.{q(v)} END" for v in values]
-        s.execute(
-            f'INSERT INTO {table} ({stored}, "__retl_hash", "__retl_v", "__retl_gone") '
-            f"SELECT {', '.join(projected)}, CASE WHEN d.\"__retl_ack\" = 'delete' THEN NULL ELSE d.\"__retl_hash\" END, "
-            f"{version} + CASE d.\"__retl_ack\" WHEN 'delete' THEN 0 WHEN 'replace' THEN 1 ELSE 2 END, "
-            f"d.\"__retl_ack\" = 'delete' "
-            f"FROM {delta.table} AS d LEFT JOIN {current} AS c ON {on_key} "
-            f"WHERE {_in_range('d', lo, hi, not_accepted)} AND ("
+        if delta.touches("delete", lo, hi) or (delta.split and delta.touches("insert", lo, hi)):
+            source, accepted = self._append_lookup(delta, table, lo, hi, not_accepted)
+        else:
+            source, accepted = f"{delta.table} AS d", "d.\"__retl_ack\" IN ('replace', 'insert')"
+        if delta.touches("delete", lo, hi) or delta.touches("replace", lo, hi) or delta.touches("insert", lo, hi):
+            s.execute(
+                f'INSERT INTO {table} ({stored}, "__retl_hash", "__retl_v", "__retl_gone") '
+                f"SELECT {', '.join(projected)}, CASE WHEN d.\"__retl_ack\" = 'delete' THEN NULL ELSE d.\"__retl_hash\" END, "
+                f"{s.next_version()} + CASE d.\"__retl_ack\" WHEN 'delete' THEN 0 WHEN 'replace' THEN 1 ELSE 2 END, "
+                f"d.\"__retl_ack\" = 'delete' "
+                f"FROM {source} WHERE {_in_range('d', lo, hi, not_accepted)} AND ({accepted})"
+            )
+        if (delta.holds or delta.maybe) and delta.touches(HELD, lo, hi):  # answered rows are no longer maybe held
+            held = held_table(table)
+            s.execute(
+                f'INSERT INTO {held} ({stored}, "__retl_hash", "__retl_v", "__retl_gone") '
+                f"SELECT {', '.join(f'c.{q(c)}' for c in [*key, *values])}, NULL, {s.next_version()}, TRUE "
+                f"FROM {s.current(_keys_of_chunk(held, delta, lo, hi), key)} AS c WHERE EXISTS (SELECT 1 FROM {delta.table} AS d "
+                f"WHERE {_answered('d', lo, hi, not_accepted, rejected)} AND {_match(key, 'c', 'd')})"
+            )
+
+    def _append_lookup(self, delta: Delta, table: str, lo: int, hi: int, not_accepted: list[int]) -> tuple[str, str]:
+        """The chunk joined with the snapshot's current rows of its keys, and which rows are written."""
+        key = delta.columns.key
+        current = self.session.current(_keys_of_chunk(table, delta, lo, hi), key)
+        accepted = (
             f"(d.\"__retl_ack\" = 'delete' AND c.\"__retl_hash\" = d.\"__retl_old_hash\") "
             f"OR d.\"__retl_ack\" = 'replace' "
             f"OR (d.\"__retl_ack\" = 'insert' AND (c.{q(key[0])} IS NULL OR EXISTS (SELECT 1 FROM {delta.table} AS l "
-            f"WHERE {_in_range('l', lo, hi, not_accepted)} AND l.\"__retl_ack\" = 'delete' AND {leave_key} "
-            f'AND l."__retl_old_hash" = c."__retl_hash"))))'
+            f"WHERE {_in_range('l', lo, hi, not_accepted)} AND l.\"__retl_ack\" = 'delete' AND {_match(key, 'l', 'd')} "
+            f'AND l."__retl_old_hash" = c."__retl_hash")))'
         )
-        if delta.holds or delta.maybe:  # answered rows are no longer maybe held: a tombstone each
-            held = held_table(table)
-            cols = ", ".join(q(c) for c in [*key, *values])
-            s.execute(
-                f'INSERT INTO {held} ({cols}, "__retl_hash", "__retl_v", "__retl_gone") '
-                f"SELECT {', '.join(f'c.{q(c)}' for c in [*key, *values])}, NULL, {s.next_version()}, TRUE "
-                f"FROM {s.current(held, key)} AS c WHERE EXISTS (SELECT 1 FROM {delta.table} AS d "
-                f"WHERE {_answered('d', lo, hi, not_accepted, rejected)} AND {on_key})"
-            )
+        return f"{delta.table} AS d LEFT JOIN {current} AS c ON {_match(key, 'c', 'd')}", accepted
+
+
+def _match(key: Sequence[str], left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in key)
+
+
+def _keys_of_chunk(table: str, delta: Delta, lo: int, hi: int) -> str:
+    """The rows of a log ``table`` (every version) whose key is in the chunk ``lo..hi``: a relation
+    to read the current rows of, so the window over versions runs on the chunk's keys alone."""
+    log = q("__retl_t")
+    return (
+        f"(SELECT * FROM {table} AS {log} WHERE EXISTS (SELECT 1 FROM {delta.table} AS k "
+        f'WHERE {_in_range("k", lo, hi, [])} AND {_match(delta.columns.key, "k", log)})) AS "__retl_chunk"'
+    )
 
 
 def _in_range(alias: str, lo: int, hi: int, not_accepted: list[int]) -> str:

@@ -8,11 +8,15 @@ upstream, and the data those models read:
   globs, or ``FROM 'data/x.csv'``): a content hash, recomputed only when a file's size or
   mtime moved (so a rewrite with identical bytes does not trigger a run). Files over 16 MiB
   are hashed by size, mtime and their first and last MiB.
-- warehouse tables: ``count(*)`` and an order-independent sum of row hashes, recomputed only
-  when the warehouse file (or its WAL) changed since the last look. The warehouse is opened
-  read-only for just those queries, never held across the scheduler's idle time.
-- ``freshness_sql:`` replaces both: the user's query (e.g. ``SELECT max(updated_at) FROM
-  orders``) is run with the models defined as views, and its result rows are hashed.
+- warehouse tables: ``count(*)`` and an order-independent sum of row hashes, asked of the
+  warehouse itself in its own dialect (built with sqlglot, identifiers quoted; the per-row hash
+  is the engine's, ``WarehouseSession.row_hash_sum``). On DuckDB it is recomputed only when the
+  warehouse file (or its WAL) changed since the last look; other engines give no such cheap
+  signal, so they are asked at every poll. The warehouse is opened for just those queries,
+  never held across the scheduler's idle time.
+- ``freshness_sql:`` replaces both: the user's query, in the warehouse's dialect (e.g. ``SELECT
+  max(updated_at) FROM orders``), is run there with the models defined as views, and its result
+  rows are hashed.
 
 Remote inputs (``s3://``, ``https://``) cannot be watched; use ``freshness_sql`` for them.
 """
@@ -26,16 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import sqlglot
 from sqlglot import exp
 
 from reverse_etl.config.profiles import DuckDBWarehouseConfig
-from reverse_etl.errors import ConfigError
-from reverse_etl.modeling.model import quote
+from reverse_etl.errors import ConfigError, RetlError
 from reverse_etl.project import Project, SyncDef
-from reverse_etl.warehouse import open_warehouse
+from reverse_etl.warehouse import WarehouseSession, open_warehouse
+from reverse_etl.warehouse.sql import SqlSession
 
 FULL_HASH_LIMIT = 16 * 1024 * 1024
 EDGE_BYTES = 1024 * 1024
@@ -100,8 +103,41 @@ def model_inputs(project: Project, model: str) -> ModelInputs:
             if len(parts) == 1 and table.this.quoted and _looks_like_file(parts[0]):
                 (remote if "://" in parts[0] else files)[parts[0]] = None
                 continue
-            tables[parts] = None
+            tables[_as_stored(table, dialect)] = None
     return ModelInputs(tuple(names), tuple(tables), tuple(files), tuple(remote))
+
+
+def _as_stored(table: exp.Table, dialect: str) -> tuple[str, ...]:
+    """A table's name parts as the engine stores them: unquoted parts folded the engine's way
+    (Snowflake upper case, PostgreSQL lower case), so they can be quoted when read."""
+    if dialect == "duckdb":  # case-insensitive even when quoted: names kept as written
+        return tuple(p for p in (table.catalog, table.db, table.name) if p)
+    fold = sqlglot.Dialect.get_or_raise(dialect).normalize_identifier
+    parts = [table.args.get(k) for k in ("catalog", "db", "this")]
+    return tuple(fold(p.copy()).name for p in parts if isinstance(p, exp.Identifier) and p.name)
+
+
+def table_fingerprint_sql(session: WarehouseSession, parts: tuple[str, ...]) -> str:
+    """``SELECT count(*), <sum of row hashes as text>`` of one table, in the session's dialect."""
+    alias = exp.to_identifier("__retl_t", quoted=True)
+    names = [exp.to_identifier(p, quoted=True) for p in parts]
+    table = exp.Table(this=names[-1], db=names[-2] if len(names) > 1 else None,
+                      catalog=names[-3] if len(names) > 2 else None, alias=exp.TableAlias(this=alias))
+    hashed = sqlglot.parse_one(session.row_hash_sum(alias.sql(session.dialect)), read=session.dialect)
+    total = exp.cast(exp.Coalesce(this=hashed, expressions=[exp.Literal.number(0)]), exp.DataType.build("TEXT"))
+    return exp.select(exp.Count(this=exp.Star()), total).from_(table).sql(session.dialect)
+
+
+def table_state(session: WarehouseSession, parts: tuple[str, ...]) -> str:
+    """``<rows>:<hash sum>`` of a table now; a table that cannot be read is a state too (it may appear later)."""
+    try:
+        rows = session.query_native(table_fingerprint_sql(session, parts))
+    except Exception as exc:
+        if isinstance(exc, RetlError):
+            raise
+        session.reset()
+        return f"unreadable:{type(exc).__name__}"
+    return f"{rows[0][0]}:{rows[0][1]}" if rows else "empty"
 
 
 def _digest(data: Any) -> str:
@@ -201,17 +237,8 @@ class Fingerprinter:
         if stat is not None and old.get("stat") == stat and all(n in hashes for n in names):
             return {"stat": stat, "hashes": {n: hashes[n] for n in names}}
         warehouse = open_warehouse(self.project.target.config.warehouse, self.project.root)
-        fresh: dict[str, str] = {}
         with warehouse.session() as session:
-            for parts, name in zip(inputs.tables, names, strict=True):
-                relation = ".".join(quote(p) for p in parts)
-                try:
-                    row = session.conn.execute(
-                        f"SELECT count(*), coalesce(sum(hash(__retl_t)), 0)::VARCHAR FROM {relation} AS __retl_t"
-                    ).fetchone()
-                    fresh[name] = f"{row[0]}:{row[1]}" if row else "empty"
-                except Exception as exc:  # a missing table is a state too; it may appear later
-                    fresh[name] = f"unreadable:{type(exc).__name__}"
+            fresh = {name: table_state(session, parts) for parts, name in zip(inputs.tables, names, strict=True)}
         return {"stat": stat, "hashes": fresh}
 
     # --- freshness_sql -------------------------------------------------------------------
@@ -219,13 +246,15 @@ class Fingerprinter:
         warehouse = open_warehouse(self.project.target.config.warehouse, self.project.root)
         h = hashlib.blake2b(digest_size=16)
         with warehouse.session() as session:
+            if isinstance(session, SqlSession):  # engines whose model views live in the state schema
+                session.state_schema = self.project.target.config.state.schema_
             session.build([self.project.models[m] for m in inputs.models])
             try:
-                cursor = session.conn.execute(query)
-                while batch := cursor.fetchmany(10_000):
+                for batch in session.iter_native(session.models_sql(query), 10_000):
                     h.update(orjson.dumps(batch, default=str))
-            except duckdb.Error as exc:
-                raise ConfigError(
-                    f"sync {sync.name!r}: schedule.freshness_sql failed: {str(exc).strip().splitlines()[0]}", file=sync.where
-                ) from None
+            except Exception as exc:
+                if isinstance(exc, RetlError):
+                    raise
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ConfigError(f"sync {sync.name!r}: schedule.freshness_sql failed: {first}", file=sync.where) from None
         return h.hexdigest()

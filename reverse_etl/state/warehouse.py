@@ -7,20 +7,37 @@ statement is canonical SQL (:mod:`reverse_etl.warehouse.sql`) generated for the 
 
 A snapshot table is created from the model itself (``CREATE TABLE ... AS SELECT ... WHERE 1 = 0``),
 so its columns have exactly the model's types on every engine without a type-name mapping.
+
+A run holds the engine's state lock (:mod:`reverse_etl.warehouse.locking`) from :meth:`SqlStateStore.open`
+to the end of the session.
+
+On append-only engines (Spark, Databricks) every change is a new row version, so two chores keep
+the logs in check after each run (:meth:`SqlStateStore.maintain`); both are written so that a
+process killed at any statement leaves a readable, correct state, and the next run finishes or
+undoes what was left (a note in ``_retl_meta`` says what was under way):
+
+- compaction: a snapshot log holding more than ``compact_ratio`` rows per live row (and more
+  than ``compact_min_rows``) is copied, live rows only, into a new table; one INSERT into
+  ``_retl_syncs`` then points the sync at it (the commit point), and the old table is dropped.
+- pruning: when a sync has ``keep`` runs and half as many again, run history is copied (the
+  newest ``keep`` runs of each sync and their row errors) and written back over the tables
+  (``INSERT OVERWRITE``; not atomic on Parquet, so the copies stay until it is done).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reverse_etl.diff.engine import held_table
-from reverse_etl.errors import StateBusyError, StateError
+from reverse_etl.errors import RetlError, StateBusyError, StateError
 from reverse_etl.state.base import (
     ENGINE_VERSION,
     RUN_COLUMNS,
@@ -37,6 +54,13 @@ from reverse_etl.warehouse.sql import lit, q
 if TYPE_CHECKING:
     from reverse_etl.warehouse.sql import SqlSession
 
+log = logging.getLogger("reverse_etl.state")
+COMPACT_RATIO = 4.0  # an append-only snapshot log is compacted past this many rows per live row ...
+COMPACT_MIN_ROWS = 10_000  # ... and this many rows in all (smaller logs are cheap to read as they are)
+PRUNE_SLACK = 0.5  # append-only run history is rewritten when a sync has keep * (1 + this) runs
+_PRUNE_KEY = "retl:prune"
+_ABORTED = "the process ended before the run finished; rows it had not acknowledged are sent by the next run"
+
 
 def ts(value: datetime | None) -> str:
     return "NULL" if value is None else f"CAST({lit(value.isoformat(sep=' '))} AS TIMESTAMP)"
@@ -51,6 +75,10 @@ class SqlStateStore(StateStore):
         self.path = f"{session.dialect}:{schema}"
         self.append_only = session.warehouse.APPEND_ONLY
         self._keys: dict[str, list[str]] = {}  # snapshot table -> key columns (to read an append-only one)
+        self._live: dict[str, int] = {}  # snapshot table -> live rows, as last counted
+        self._notes: dict[str, str] | None = None  # upkeep notes, read once (the lock keeps them ours)
+        self.compact_ratio = COMPACT_RATIO
+        self.compact_min_rows = COMPACT_MIN_ROWS
 
     def current(self, name: str, key: list[str]) -> str:
         """A state table's current rows (see :meth:`SqlSession.current`)."""
@@ -77,20 +105,35 @@ class SqlStateStore(StateStore):
                 f"cannot create the state schema {schema!r} in the {session.dialect} warehouse: {exc}",
                 hint="grant this user CREATE on the database, or create the schema and grant it",
             ) from None
-        if not warehouse.lock_state(session, schema):
+        lock = warehouse.state_lock(session, schema)
+        holder = lock.acquire()
+        if holder is not None:
             raise StateBusyError(
-                f"the state in {session.dialect} schema {schema!r} is in use by another retl process",
+                f"the state in {session.dialect} schema {schema!r} is in use by another retl process ({holder.describe()})",
                 hint="wait for the other run to finish (retl runs shows what is running)",
             )
+        session.state_lock = lock  # released when the session ends, on success or error
         store.migrate()
         if warehouse.SUPPORTS_STATE_LOCK:
-            # Holding the lock, a run still marked running belongs to a process that died.
-            session.execute(
-                f"UPDATE {store.t('_retl_runs')} SET \"status\" = 'aborted', \"error\" = "
-                f"{lit('the process ended before the run finished; rows it had not acknowledged are sent by the next run')} "
+            store.abort_running()
+        return store
+
+    def abort_running(self) -> None:
+        """Holding the lock, a run still marked running belongs to a process that died."""
+        if not self.append_only:
+            self.session.execute(
+                f"UPDATE {self.t('_retl_runs')} SET \"status\" = 'aborted', \"error\" = {lit(_ABORTED)} "
                 "WHERE \"status\" = 'running'"
             )
-        return store
+            return
+        running = f"FROM {self.current('_retl_runs', ['run_id'])} AS x WHERE \"status\" = 'running'"
+        if not self.session.query(f'SELECT "run_id" {running} LIMIT 1'):
+            return  # the common case: no new row versions
+        cols = [f"{lit(_ABORTED)}" if c == "error" else "'aborted'" if c == "status" else q(c) for c in RUN_COLUMNS]
+        self.session.execute(
+            f"INSERT INTO {self.t('_retl_runs')} ({', '.join(q(c) for c in RUN_COLUMNS)}, \"__retl_v\", \"__retl_gone\") "
+            f"SELECT {', '.join(cols)}, {self.session.next_version()}, FALSE {running}"
+        )
 
     def exists(self) -> bool:
         """Whether the state tables are there (for readers, which create nothing)."""
@@ -208,7 +251,7 @@ class SqlStateStore(StateStore):
             cols, vals = self.versioned()
             s.execute(
                 f'INSERT INTO {self.t("_retl_syncs")} ({", ".join(q(c) for c in _SYNC_COLUMNS)}{cols}) '
-                f"VALUES ({lit(sync)}, {lit(info.table.split('.')[-1].strip(chr(34)))}, {lit(json.dumps(key_columns))}, "
+                f"VALUES ({lit(sync)}, {lit(_bare(info.table))}, {lit(json.dumps(key_columns))}, "
                 f"{lit(json.dumps(value_columns))}, {lit(json.dumps(hash_columns))}, {lit(algorithm)}, {lit(ENGINE_VERSION)}, "
                 f"{ts(now())}, {ts(now())}, {lit(destination_key or info.destination_key)}{vals})"
             )
@@ -249,7 +292,9 @@ class SqlStateStore(StateStore):
 
     def snapshot_count(self, info: SnapshotInfo) -> int:
         current = self.session.current(info.table, info.key_columns)
-        return int(self.session.scalar(f"SELECT count(*) FROM {current} AS x") or 0)
+        count = int(self.session.scalar(f"SELECT count(*) FROM {current} AS x") or 0)
+        self._live[info.table] = count
+        return count
 
     def iter_snapshot(self, table: str, columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         current = self.session.current(table, self._keys.get(table, []))
@@ -284,6 +329,10 @@ class SqlStateStore(StateStore):
 
     # --- runs --------------------------------------------------------------------------
     def start_run(self, sync: str, *, full_resync: bool = False, trigger: str | None = None) -> RunRecord:
+        lock = self.session.state_lock
+        if lock is not None:
+            lock.check(f"{self.session.dialect} schema {self.schema!r}")
+            lock.running(sync)
         record = RunRecord(run_id=uuid.uuid4().hex[:12], sync=sync, status="running", started_at=now(),
                            full_resync=full_resync, trigger=trigger)
         cols, vals = self.versioned()
@@ -306,7 +355,8 @@ class SqlStateStore(StateStore):
                 f"{int(record.sent)}, {int(record.failed)}, {int(record.rejected)}, {lit(record.full_resync)}, "
                 f"{lit(record.trigger)}, {lit(record.error)}{vals})"
             )
-            return  # no pruning: an append-only history is only ever added to
+            self.maintain(record.sync, keep)
+            return
         self.session.execute(
             f'UPDATE {self.t("_retl_runs")} SET "status" = {lit(record.status)}, "finished_at" = {ts(record.finished_at)}, '
             f'"duration_s" = {lit(record.duration_s)}, "added" = {int(record.added)}, "changed" = {int(record.changed)}, '
@@ -324,6 +374,133 @@ class SqlStateStore(StateStore):
         with self.session.transaction():
             self.session.execute(f'DELETE FROM {self.t("_retl_row_errors")} WHERE "run_id" IN ({old})')
             self.session.execute(f'DELETE FROM {self.t("_retl_runs")} WHERE "run_id" IN ({old})')
+
+    # --- append-only upkeep ------------------------------------------------------------------
+    def maintain(self, sync: str, keep: int | None) -> None:
+        """Compact the sync's snapshot log and prune run history when they outgrew their bounds.
+
+        Neither is needed for correctness, so a failure is logged, not raised: whatever step it
+        stopped at, the state reads as it did (and the next run tidies up).
+        """
+        chores: list[tuple[str, Callable[[], bool]]] = [("compact the snapshot of", lambda: self.compact(sync))]
+        if keep:
+            chores.append(("prune the run history of", lambda: self.prune_log(sync, keep)))
+        for what, chore in chores:
+            try:
+                chore()
+            except Exception as exc:
+                if isinstance(exc, RetlError) and not isinstance(exc, StateError):
+                    raise
+                self.session.reset()
+                log.warning("could not %s sync %r in %s (tried again after the next run): %s", what, sync, self.path, exc)
+
+    def compact(self, sync: str) -> bool:
+        """Rewrite the sync's snapshot log to its live rows if it holds too many dead ones; True if it did."""
+        info = self.snapshot(sync)
+        self._finish_compaction(sync, _bare(info.table) if info else None)
+        if info is None:
+            return False
+        s = self.session
+        total = int(s.scalar(f"SELECT count(*) FROM {info.table}") or 0)
+        if total <= self.compact_min_rows:
+            return False
+        live = self._live.get(info.table)
+        if live is None:
+            live = self.snapshot_count(info)
+        if total <= self.compact_ratio * live:
+            return False
+        new_name = f"{_table_name(sync)}__c{s.next_version()}"
+        # Noted first: a run cut short anywhere below leaves a note the next run acts on.
+        self._put_note(_compaction_key(sync), json.dumps({"old": _bare(info.table), "new": new_name}))
+        for source, target in ((info.table, self.t(new_name)), (held_table(info.table), held_table(self.t(new_name)))):
+            columns = ", ".join(q(c) for c in s.warehouse.describe(s, source))
+            s.execute(f"CREATE TABLE {target} AS SELECT {columns} FROM {s.current(source, info.key_columns)} AS x")
+        copied = int(s.scalar(f"SELECT count(*) FROM {self.t(new_name)}") or 0)
+        expected = self.snapshot_count(info)
+        if copied != expected:
+            raise StateError(f"the compacted copy of {info.table} has {copied} rows, not {expected}; the log is kept")
+        self._repoint(sync, new_name)  # the commit point: one INSERT
+        self._keys[self.t(new_name)] = info.key_columns
+        self._finish_compaction(sync, new_name)
+        return True
+
+    def _repoint(self, sync: str, table: str) -> None:
+        """Point the sync at another snapshot table: a new version of its ``_retl_syncs`` row."""
+        columns = [lit(table) if c == "snapshot_table" else q(c) for c in _SYNC_COLUMNS]
+        self.session.execute(
+            f'INSERT INTO {self.t("_retl_syncs")} ({", ".join(q(c) for c in _SYNC_COLUMNS)}, "__retl_v", "__retl_gone") '
+            f"SELECT {', '.join(columns)}, {self.session.next_version()}, FALSE "
+            f'FROM {self.current("_retl_syncs", ["sync"])} AS x WHERE "sync" = {lit(sync)}'
+        )
+
+    def _finish_compaction(self, sync: str, current: str | None) -> None:
+        """Drop what a compaction left behind: the old log once the sync points at the copy (``current``
+        is the table it points at), else the copy."""
+        note = self._note(_compaction_key(sync))
+        if note is None:
+            return
+        pending = json.loads(note)
+        for name in (pending["old"], pending["new"]):
+            if name != current:
+                self.session.execute(f"DROP TABLE IF EXISTS {self.t(name)}")
+                self.session.execute(f"DROP TABLE IF EXISTS {held_table(self.t(name))}")
+        self._put_note(_compaction_key(sync), None)
+
+    def prune_log(self, sync: str, keep: int) -> bool:
+        """Keep the newest ``keep`` runs of each sync, once ``sync`` has PRUNE_SLACK more; True if it pruned."""
+        self._finish_prune()
+        runs = int(self.session.scalar(
+            f'SELECT count(DISTINCT "run_id") FROM {self.t("_retl_runs")} WHERE "sync" = {lit(sync)}'
+        ) or 0)
+        if runs <= keep + math.ceil(keep * PRUNE_SLACK):
+            return False
+        s = self.session
+        version = s.next_version()
+        copies = {"runs": f"_retl_runs__keep{version}", "errors": f"_retl_row_errors__keep{version}"}
+        self._put_note(_PRUNE_KEY, json.dumps({**copies, "ready": False}))
+        run_columns = ", ".join(q(c) for c in s.warehouse.describe(s, self.t("_retl_runs")))
+        s.execute(
+            f'CREATE TABLE {self.t(copies["runs"])} AS SELECT {run_columns} FROM (SELECT x.*, row_number() OVER '
+            f'(PARTITION BY "sync" ORDER BY "started_at" DESC) AS "__retl_n" FROM {self.current("_retl_runs", ["run_id"])} AS x) '
+            f'AS k WHERE "__retl_n" <= {int(keep)}'
+        )
+        error_columns = ", ".join(q(c) for c in s.warehouse.describe(s, self.t("_retl_row_errors")))
+        s.execute(
+            f'CREATE TABLE {self.t(copies["errors"])} AS SELECT {error_columns} FROM {self.t("_retl_row_errors")} AS e '
+            f'WHERE "run_id" IN (SELECT "run_id" FROM {self.t(copies["runs"])})'
+        )
+        self._put_note(_PRUNE_KEY, json.dumps({**copies, "ready": True}))
+        self._finish_prune()
+        return True
+
+    def _note(self, key: str) -> str | None:
+        """A note of upkeep under way (``retl:`` keys of ``_retl_meta``), all read with the first one."""
+        if self._notes is None:
+            rows = self.session.query(
+                f'SELECT "key", "value" FROM {self.current("_retl_meta", ["key"])} AS x WHERE "key" LIKE {lit("retl:%")}'
+            )
+            self._notes = {str(k): str(v) for k, v in rows if v is not None}
+        return self._notes.get(key)
+
+    def _put_note(self, key: str, value: str | None) -> None:
+        self.meta_put(key, value)
+        if self._notes is not None:
+            self._notes.pop(key, None)
+            if value is not None:
+                self._notes[key] = value
+
+    def _finish_prune(self) -> None:
+        """Write complete copies back over run history (again, if a run stopped halfway), then drop them."""
+        note = self._note(_PRUNE_KEY)
+        if note is None:
+            return
+        pending = json.loads(note)
+        if pending["ready"]:
+            self.session.warehouse.overwrite(self.session, self.t("_retl_runs"), self.t(pending["runs"]))
+            self.session.warehouse.overwrite(self.session, self.t("_retl_row_errors"), self.t(pending["errors"]))
+        for copy in (pending["runs"], pending["errors"]):
+            self.session.execute(f"DROP TABLE IF EXISTS {self.t(copy)}")
+        self._put_note(_PRUNE_KEY, None)
 
     def add_row_errors(self, record: RunRecord, errors: list[RowError]) -> None:
         at = ts(now())
@@ -370,6 +547,15 @@ _SYNC_COLUMNS = (
     "sync", "snapshot_table", "key_columns", "value_columns", "hash_columns", "hash_algorithm", "engine_version",
     "created_at", "updated_at", "destination_key",
 )
+
+
+def _compaction_key(sync: str) -> str:
+    return f"retl:compaction:{sync}"
+
+
+def _bare(table: str) -> str:
+    """The table name of a qualified canonical name: ``"_retl"."x"`` -> ``x``."""
+    return table.split(".")[-1].strip('"')
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:

@@ -44,10 +44,35 @@ class WarehouseSession(ABC):
     """
 
     conn: duckdb.DuckDBPyConnection
+    dialect: str = "duckdb"  # the sqlglot dialect of the engine this session sends SQL to
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement written in this session's dialect."""
         return self.conn.execute(sql).fetchall()
+
+    def query_native(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of one statement written in the engine's own dialect, sent as it is."""
+        return self.conn.execute(sql).fetchall()
+
+    def iter_native(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of a native statement in batches of ``size``."""
+        cursor = self.conn.execute(sql)
+        while batch := cursor.fetchmany(size):
+            yield batch
+
+    def reset(self) -> None:  # noqa: B027 - DuckDB needs nothing; drivers with failed transactions do
+        """After a failed statement: leave the connection usable for the next one."""
+
+    def check_state_lock(self) -> None:  # noqa: B027 - DuckDB's lock is its file's; only leases can be lost
+        """Raise StateBusyError if this run's lock on the state was taken over (before each chunk)."""
+
+    def models_sql(self, sql: str) -> str:
+        """User SQL in the engine's dialect that reads built models by name, made runnable here."""
+        return sql
+
+    def row_hash_sum(self, row: str) -> str:
+        """An order-independent sum of the hashes of the rows of alias ``row`` (native SQL)."""
+        return f"sum(hash({row}))"
 
     @abstractmethod
     def build(self, models: list[Model]) -> None:

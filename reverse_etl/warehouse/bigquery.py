@@ -5,7 +5,9 @@ BigQuery has neither temporary views nor session-scoped tables outside scripts, 
 and scratch tables go into the state dataset (``_retl``) under names unique to the run, and are
 dropped at the end of the run (scratch tables also expire after a day, in case a run dies).
 Multi-statement transactions exist only inside one script: a snapshot advance is sent as
-``BEGIN TRANSACTION; ...; COMMIT TRANSACTION;`` in one query job.
+``BEGIN TRANSACTION; ...; COMMIT TRANSACTION;`` in one query job. A run holds a lease on the
+state: a row of ``_retl._retl_lock`` claimed by MERGE (BigQuery serializes concurrent DML on a
+table and fails the loser of a conflict; see :mod:`reverse_etl.warehouse.locking`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ class BigQueryWarehouse(SqlWarehouse):
     SUPPORTS_MERGE: ClassVar[bool] = True
     SUPPORTS_TEMP_TABLES: ClassVar[bool] = False
     SUPPORTS_ARROW: ClassVar[bool] = True
-    SUPPORTS_STATE_LOCK: ClassVar[bool] = False
     TESTED_LIVE: ClassVar[bool] = False
     TEMP_IN_STATE_SCHEMA: ClassVar[bool] = True
     MODELS_IN_STATE_SCHEMA: ClassVar[bool] = True
     HASH_ALGORITHM: ClassVar[str] = "md5-text/bigquery/1"
+    ROW_HASH_SUM: ClassVar[str] = "SUM(CAST(FARM_FINGERPRINT(TO_JSON_STRING({row})) AS BIGNUMERIC))"
     MODEL_VIEW: ClassVar[str] = "CREATE OR REPLACE VIEW {name} AS {query}"
     TEMP_TABLE: ClassVar[str] = "CREATE TABLE {name} AS {query}"
 

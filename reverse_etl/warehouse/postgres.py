@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from reverse_etl.config.warehouses import PostgresWarehouseConfig
 from reverse_etl.errors import WarehouseError
+from reverse_etl.warehouse.locking import AdvisoryLock, StateLock
 from reverse_etl.warehouse.sql import SqlSession, SqlWarehouse, clean_error, lit
 
 
@@ -26,6 +27,8 @@ class PostgresWarehouse(SqlWarehouse):
     TRANSACTIONAL_DDL: ClassVar[bool] = True
     TESTED_LIVE: ClassVar[bool] = True
     HASH_ALGORITHM: ClassVar[str] = "md5-text/postgres/1"
+    # The row's text (pinned by the session settings below), hashed to 64 bits; sum() is numeric.
+    ROW_HASH_SUM: ClassVar[str] = "SUM(hashtextextended(CAST({row} AS TEXT), 0))"
     MODEL_VIEW: ClassVar[str] = "CREATE OR REPLACE TEMPORARY VIEW {name} AS {query}"
 
     config: PostgresWarehouseConfig
@@ -72,10 +75,9 @@ class PostgresWarehouse(SqlWarehouse):
         )
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def lock_state(self, session: SqlSession, schema: str) -> bool:
+    def state_lock(self, session: SqlSession, schema: str) -> StateLock:
         # Session-level: released when the run's connection closes, however the process ends.
-        row = session.run_native(f"SELECT pg_try_advisory_lock(hashtext({lit('reverse_etl state ' + schema)}))")
-        return bool(row and row[0][0])
+        return AdvisoryLock(session, schema)
 
     def after_scratch(self, session: SqlSession, name: str, index: str | None) -> None:
         # Temp tables are never analyzed by autovacuum; without statistics the planner guesses

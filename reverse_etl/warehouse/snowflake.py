@@ -4,8 +4,9 @@ connection (tests/warehouses/test_adapters_golden.py).
 
 Models are temporary views of the session; join and delta are temporary tables; the delta is
 fetched as Arrow batches (``fetch_arrow_batches``). The session runs in UTC so the row hash of a
-timestamp does not depend on the account's time zone. Snowflake has no advisory locks: two runs
-of one sync at the same time are kept apart by the scheduler's lock, not by the state.
+timestamp does not depend on the account's time zone. Snowflake has no advisory locks: a run
+holds a lease on the state (a row of ``_retl._retl_lock`` claimed by MERGE, which Snowflake runs
+under a table lock; see :mod:`reverse_etl.warehouse.locking`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ class SnowflakeWarehouse(SqlWarehouse):
     SUPPORTS_MERGE: ClassVar[bool] = True
     SUPPORTS_TEMP_TABLES: ClassVar[bool] = True
     SUPPORTS_ARROW: ClassVar[bool] = True
-    SUPPORTS_STATE_LOCK: ClassVar[bool] = False
     TESTED_LIVE: ClassVar[bool] = False
     HASH_ALGORITHM: ClassVar[str] = "md5-text/snowflake/1"
+    ROW_HASH_SUM: ClassVar[str] = "SUM(HASH(*))"  # 64-bit per row; Snowflake sums in NUMBER(38)
     MODEL_VIEW: ClassVar[str] = "CREATE OR REPLACE TEMPORARY VIEW {name} AS {query}"
 
     config: SnowflakeWarehouseConfig

@@ -3,8 +3,12 @@
 Both are append-only engines here (``APPEND_ONLY``): vanilla Spark tables (Parquet) have no
 DELETE or UPDATE, and Databricks (Delta) has them but no multi-statement transactions. So each
 snapshot and state table is a log of row versions read as the newest version per key, and an
-acknowledgement is one INSERT, atomic on its own. The log only grows; the diff reads it with a
-window over the key (see docs/warehouses.md on compaction).
+acknowledgement is one INSERT, atomic on its own. The diff reads a log with a window over the
+key; when a snapshot's log outgrows its live rows it is compacted into a new table, and run
+history is pruned by rewriting it (see :class:`reverse_etl.state.warehouse.SqlStateStore`).
+
+The state lock: local Spark takes an ``flock`` on a file in the warehouse directory (Parquet
+tables offer no atomic conditional write); Databricks claims a lease row with MERGE (Delta).
 
 pyspark has no DB-API: :class:`SparkConnection` gives the session the few DB-API calls it uses.
 Local Spark keeps its catalog in an embedded Derby metastore beside ``warehouse_dir`` so the
@@ -19,7 +23,8 @@ from typing import Any, ClassVar
 
 from reverse_etl.config.warehouses import DatabricksWarehouseConfig, SparkWarehouseConfig
 from reverse_etl.errors import WarehouseError
-from reverse_etl.warehouse.sql import SqlSession, SqlWarehouse, clean_error
+from reverse_etl.warehouse.locking import FileLock, StateLock
+from reverse_etl.warehouse.sql import SqlSession, SqlWarehouse, clean_error, safe_name
 
 
 def local_spark_session(master: str, warehouse_dir: Path, conf: dict[str, str]) -> Any:
@@ -96,18 +101,24 @@ class SparkWarehouse(SqlWarehouse):
     DEFER_SCRATCH_DROP: ClassVar[bool] = True
     TESTED_LIVE: ClassVar[bool] = True  # pyspark in local mode
     HASH_ALGORITHM: ClassVar[str] = "md5-text/spark/1"
+    # xxhash64 over every column of the row; summed as a decimal (a bigint sum overflows under ANSI mode).
+    ROW_HASH_SUM: ClassVar[str] = "SUM(CAST(XXHASH64(*) AS DECIMAL(38, 0)))"
     MODEL_VIEW: ClassVar[str] = "CREATE OR REPLACE TEMPORARY VIEW {name} AS {query}"
 
     config: SparkWarehouseConfig
+
+    def warehouse_path(self) -> Path:
+        """``spark.sql.warehouse.dir`` of a local session."""
+        path = Path(self.config.warehouse_dir or ".retl/spark-warehouse")
+        return path if path.is_absolute() else self.root / path
 
     def connect(self) -> Any:
         try:
             import pyspark  # noqa: F401
         except ImportError:  # pragma: no cover - depends on the install
             raise WarehouseError("the spark warehouse needs pyspark", hint="pip install 'reverse_etl[spark]'") from None
-        path = Path(self.config.warehouse_dir or ".retl/spark-warehouse")
         try:
-            spark = local_spark_session(self.config.master, path if path.is_absolute() else self.root / path, self.config.conf)
+            spark = local_spark_session(self.config.master, self.warehouse_path(), self.config.conf)
         except Exception as exc:
             raise WarehouseError(f"cannot start Spark ({self.config.master}): {clean_error(exc)}",
                                  hint="pyspark needs Java 17 or 21 (JAVA_HOME)") from None
@@ -126,6 +137,16 @@ class SparkWarehouse(SqlWarehouse):
                 break
             out[name] = str(row[1])
         return out
+
+    def state_lock(self, session: SqlSession, schema: str) -> StateLock:
+        # Parquet tables have no atomic conditional write to claim a row with. The file is on the
+        # driver's host: it keeps apart processes there (local mode), not drivers on other hosts.
+        return FileLock(self.warehouse_path() / f".retl-state-{safe_name(schema)}.lock", session.owner)
+
+    def overwrite(self, session: SqlSession, table: str, source: str) -> None:
+        # Not atomic on Parquet (files are deleted, then written): the caller keeps ``source`` until
+        # this returned, so a run cut short can do it again.
+        session.run_native(f"INSERT OVERWRITE TABLE {session.native_name(table)} SELECT * FROM {session.native_name(source)}")
 
     def create_scratch(self, session: SqlSession, name: str, query: str) -> None:
         # An eagerly cached temp view: computed once, read by the key check, counts and chunk fetches.
@@ -172,6 +193,10 @@ class DatabricksWarehouse(SparkWarehouse):
 
     def on_connect(self, session: SqlSession) -> None:
         session.run_native("SET TIME ZONE 'UTC'")
+
+    def state_lock(self, session: SqlSession, schema: str) -> StateLock:
+        # Delta has MERGE: a lease row, claimed with optimistic concurrency (the loser's commit fails).
+        return SqlWarehouse.state_lock(self, session, schema)
 
     # Plain CREATE TABLE AS / DROP TABLE scratch tables (the session drops them at the end of the run).
     def create_scratch(self, session: SqlSession, name: str, query: str) -> None:

@@ -10,14 +10,16 @@ and a few small hooks (how to describe a view, create a scratch table, lock the 
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlglot
 from sqlglot import exp
@@ -29,6 +31,9 @@ from reverse_etl.modeling import Model
 from reverse_etl.plan.plan import sample_rows
 from reverse_etl.state.base import StateStore
 from reverse_etl.warehouse.base import Warehouse, WarehouseSession
+
+if TYPE_CHECKING:
+    from reverse_etl.warehouse.locking import StateLock
 
 CANONICAL = "postgres"
 
@@ -81,8 +86,10 @@ class SqlWarehouse(Warehouse):
     # DDL can share a transaction with DML (PostgreSQL). Snowflake commits at each DDL statement and
     # BigQuery refuses DDL inside a transaction: there, creating tables is not wrapped.
     TRANSACTIONAL_DDL: ClassVar[bool] = False
-    # One cross-process lock on the state for the length of a run (as the DuckDB file has).
-    SUPPORTS_STATE_LOCK: ClassVar[bool] = False
+    # One cross-process lock on the state for the length of a run (as the DuckDB file has); which
+    # kind is said by state_lock(). LOCK_LEASE_S: how long a lease outlives a killed holder.
+    SUPPORTS_STATE_LOCK: ClassVar[bool] = True
+    LOCK_LEASE_S: ClassVar[int] = 300
     # Tables without DELETE/UPDATE (Parquet on vanilla Spark), or without multi-statement
     # transactions (Databricks): snapshots and state tables are append-only logs, every row versioned
     # (``__retl_v``, ``__retl_gone``), read as the newest version per key; one acknowledgement is one
@@ -94,6 +101,10 @@ class SqlWarehouse(Warehouse):
     SUPPORTS_DROP_COLUMN: ClassVar[bool] = True
     # Rows per fetch when a result is streamed (pulling a model for state: local).
     FETCH_ROWS: ClassVar[int] = 50_000
+    # The order-independent sum of per-row hashes that ``when_changed`` fingerprints a warehouse
+    # table with, in the engine's dialect; ``{row}`` is the table's (quoted) alias. Summed as a
+    # wide number: a 64-bit sum would overflow (and fail on engines that check).
+    ROW_HASH_SUM: ClassVar[str]
 
     def __init__(self, config: Any, root: Path) -> None:
         self.config = config
@@ -108,6 +119,7 @@ class SqlWarehouse(Warehouse):
         connection = self.connect()
         try:
             session = SqlSession(self, connection)
+            session.heartbeat = lambda: SqlSession(self, self.connect(), owner=session.owner)
             self.on_connect(session)
             try:
                 yield session
@@ -127,9 +139,18 @@ class SqlWarehouse(Warehouse):
     def describe(self, session: SqlSession, relation: str) -> dict[str, str]:
         """Column -> native type of a view or table (``relation`` canonical, qualified)."""
 
-    def lock_state(self, session: SqlSession, schema: str) -> bool:
-        """Take the run-long lock on the state in ``schema``; False if another process holds it."""
-        return True
+    def state_lock(self, session: SqlSession, schema: str) -> StateLock:
+        """The run-long lock on the state in ``schema`` (see :mod:`reverse_etl.warehouse.locking`):
+        a lease row claimed by MERGE, unless the engine has something better."""
+        from reverse_etl.warehouse.locking import LeaseLock
+
+        return LeaseLock(session, schema, self.LOCK_LEASE_S, session.heartbeat)
+
+    def overwrite(self, session: SqlSession, table: str, source: str) -> None:
+        """Replace every row of ``table`` with the rows of table ``source`` (same columns, same order)."""
+        with session.transaction():
+            session.execute(f"DELETE FROM {table} WHERE TRUE")
+            session.execute(f"INSERT INTO {table} SELECT * FROM {source}")
 
     def begin(self, session: SqlSession) -> None:
         session.run_native("BEGIN")
@@ -176,7 +197,7 @@ class SqlWarehouse(Warehouse):
 class SqlSession(WarehouseSession):
     """One connection to a pushdown warehouse for the length of a run."""
 
-    def __init__(self, warehouse: SqlWarehouse, connection: Any) -> None:
+    def __init__(self, warehouse: SqlWarehouse, connection: Any, *, owner: str | None = None) -> None:
         self.warehouse = warehouse
         self.dbapi = connection
         self.dialect = warehouse.DIALECT
@@ -185,6 +206,11 @@ class SqlSession(WarehouseSession):
         # Statements held for one script (engines whose transactions are scripts); see run_native.
         self.buffer: list[str] | None = None
         self.token = uuid.uuid4().hex[:8]  # names this run's objects where they are not session-scoped
+        # Who this run is, in a state lock: host, pid, token.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{self.token}"
+        # Opens another session for a lock's heartbeat (set by SqlWarehouse.session); None: no heartbeat.
+        self.heartbeat: Callable[[], SqlSession] | None = None
+        self.state_lock: StateLock | None = None  # taken by open_state, released by cleanup
         self._scratch = 0
         self._in_transaction = False
         self._models: dict[str, str] = {}
@@ -241,6 +267,28 @@ class SqlSession(WarehouseSession):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return self.run_native(self.native(sql))
 
+    def query_native(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.run_native(sql)
+
+    def iter_native(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        if self.statements is not None:
+            self.statements.append(sql)
+        cursor = self.dbapi.cursor()
+        try:
+            cursor.execute(sql)
+            if cursor.description is None:
+                return
+            while batch := cursor.fetchmany(size):
+                yield [tuple(r) for r in batch]
+        finally:
+            cursor.close()
+
+    def models_sql(self, sql: str) -> str:
+        return self._point_at_models(sql) if self.warehouse.MODELS_IN_STATE_SCHEMA else sql
+
+    def row_hash_sum(self, row: str) -> str:
+        return self.warehouse.ROW_HASH_SUM.format(row=row)
+
     def scalar(self, canonical: str) -> Any:
         rows = self.query(canonical)
         return rows[0][0] if rows else None
@@ -291,7 +339,16 @@ class SqlSession(WarehouseSession):
         self._created = [c for c in self._created if c != ("TABLE", name)]
 
     def cleanup(self) -> None:
-        """Drop what this run created outside the session's own scope (views and tables in the state schema)."""
+        """Drop what this run created outside the session's own scope (views and tables in the state
+        schema), then give the state lock back."""
+        try:
+            self._drop_created()
+        finally:
+            if self.state_lock is not None:
+                self.state_lock.release()
+                self.state_lock = None
+
+    def _drop_created(self) -> None:
         for kind, name in reversed(self._created):
             try:
                 self.execute(f"DROP {kind} IF EXISTS {name}")
@@ -349,6 +406,10 @@ class SqlSession(WarehouseSession):
 
     def relation(self, model: str, columns: list[str]) -> str:
         return self.model_relation(model)
+
+    def check_state_lock(self) -> None:
+        if self.state_lock is not None:
+            self.state_lock.check(f"schema {self.state_schema!r}")
 
     def open_state(self, config: StateConfig, root: Path) -> StateStore:
         from reverse_etl.state.warehouse import SqlStateStore

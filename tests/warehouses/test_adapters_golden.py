@@ -49,8 +49,11 @@ CONFIGS: dict[str, Any] = {
 COLUMNS = SyncColumns(key=["user_id"], values=["email", "plan"], hashed=["email", "plan"], identity=["email"])
 MODEL_TYPES = {"postgres": "text", "snowflake": "VARCHAR(16777216)", "bigquery": "STRING", "spark": "string", "databricks": "string"}
 
+OWNER = "host:1:t0k3n"  # who holds the state lock, fixed for the golden file
+LOCK_ROW = (OWNER, None, "2026-01-02 03:04:05+00", "2026-01-02 03:09:05+00")
 RULES = [
     (r"pg_try_advisory_lock", [(True,)]),
+    (r"^select owner, sync, cast\(acquired_at as", [LOCK_ROW]),
     (r"string_agg|listagg", [(60, 30, 10, 100, 0, 1, "9e107d9d372bb6826bd81d3542a419d6")]),  # delta counts + fingerprint
     (r"select distinct", [(60, 10, 0, 60, 150, 100)]),  # key check: added, removed, nulls, distinct, model, snapshot
     (r"^select count\(\*\) from", [(100,)]),
@@ -72,6 +75,7 @@ def open_session(dialect: str, conn: FakeConnection, tmp_path: Path) -> SqlSessi
     assert isinstance(warehouse, SqlWarehouse)
     session = SqlSession(warehouse, conn)
     session.token = "t0k3n"  # names of per-run objects, fixed for the golden file
+    session.owner = OWNER
     session.clock = lambda: 1_767_322_245_000_000_000  # versions of append-only rows, likewise
     session.statements = []
     warehouse.on_connect(session)
@@ -233,7 +237,7 @@ def test_snowflake_connects_in_autocommit_utc_with_its_keys(tmp_path: Path, monk
 
 
 def test_snowflake_snapshot_streams_as_arrow(tmp_path: Path) -> None:
-    conn = FakeConnection([describe_rule("snowflake"), (r"^select user_id, email from", [("u1", "a"), ("u2", None)])])
+    conn = FakeConnection([describe_rule("snowflake"), *RULES[:2], (r"^select user_id, email from", [("u1", "a"), ("u2", None)])])
     session = open_session("snowflake", conn, tmp_path)
     state = session.open_state(StateConfig(), tmp_path)
     assert list(state.iter_snapshot('"_retl"."snap"', ["user_id", "email"])) == [("u1", "a"), ("u2", None)]

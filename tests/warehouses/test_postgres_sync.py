@@ -175,3 +175,35 @@ def test_profile_shorthand_and_bad_state_for_duckdb(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"targets": {"dev": {"warehouse": {"type": "duckdb"}, "state": "warehouse"}}}))
     with pytest.raises(ConfigError, match="read-only"):
         load_target(path)
+
+
+def test_a_run_whose_state_lock_is_lost_stops_before_its_next_chunk(
+    tmp_path: Path, pg: PgServer, pg_db: str, braze: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lease taken over while this process stalled (Snowflake, BigQuery, Databricks): the run
+    stops before sending another chunk, so two processes never send the same rows. Driven here
+    with PostgreSQL's own lock object marked lost after the first chunk."""
+    from reverse_etl.results import NullReporter
+    from reverse_etl.warehouse.postgres import PostgresWarehouse
+
+    taken: list[Any] = []
+    state_lock = PostgresWarehouse.state_lock
+
+    def keep(self: PostgresWarehouse, session: Any, schema: str) -> Any:
+        taken.append(state_lock(self, session, schema))
+        return taken[-1]
+
+    class LoseTheLockAfterTheFirstChunk(NullReporter):
+        def progress(self, sync: str, done: int, total: int) -> None:
+            taken[-1].lost = True
+
+    monkeypatch.setattr(PostgresWarehouse, "state_lock", keep)
+    rows = [(f"u{i:02d}", "free", float(i), "US") for i in range(12)]
+    write_project(tmp_path, models={"traits": values_sql(["user_id", "plan", "ltv", "country"], rows)},
+                  syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan", "ltv": "ltv"})]},
+                  destinations=braze_destination(braze, checkpoint_rows=4, batch_size=2),
+                  target_extra={"warehouse": pg.warehouse(pg_db)})
+    run = reverse_etl.sync(tmp_path, reporter=LoseTheLockAfterTheFirstChunk()).runs[0]
+    assert run.status == "error" and "taken over" in (run.error or "")
+    assert run.sent == 4  # the first chunk, acknowledged; nothing after
+    assert len(braze.emulator.users()) == 4  # type: ignore[attr-defined]

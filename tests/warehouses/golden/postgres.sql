@@ -119,74 +119,77 @@ DROP TABLE IF EXISTS "__retl_join_1";
 SELECT COUNT(*) FILTER(WHERE "__retl_kind" = 'added'), COUNT(*) FILTER(WHERE "__retl_kind" = 'changed'), COUNT(*) FILTER(WHERE "__retl_kind" = 'removed'), COUNT(*), COUNT(*) FILTER(WHERE "__retl_op" = 'changed' AND "__retl_ack" = 'insert'), COUNT(*) FILTER(WHERE "__retl_op" = 'maybe' OR ("__retl_op" = 'removed' AND "__retl_old_hash" = 'maybe-held')), MD5(COALESCE(STRING_AGG(d, '' ORDER BY d), '')) FROM (SELECT "__retl_kind", "__retl_op", "__retl_ack", "__retl_old_hash", MD5(COALESCE(CAST("__retl_seq" AS TEXT), '~') || '|' || COALESCE(CAST("__retl_action" AS TEXT), '~') || '|' || COALESCE(CAST("user_id" AS TEXT), '~') || '|' || COALESCE(CAST("__retl_hash" AS TEXT), '~') || '|' || COALESCE(CAST("__retl_old_hash" AS TEXT), '~')) AS d FROM "__retl_delta_2") AS t;
 
 -- [41]
-SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'added' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
+SELECT MIN("__retl_seq") FILTER(WHERE "__retl_ack" = 'delete'), MAX("__retl_seq") FILTER(WHERE "__retl_ack" = 'delete'), MIN("__retl_seq") FILTER(WHERE "__retl_ack" = 'replace'), MAX("__retl_seq") FILTER(WHERE "__retl_ack" = 'replace'), MIN("__retl_seq") FILTER(WHERE "__retl_ack" = 'insert'), MAX("__retl_seq") FILTER(WHERE "__retl_ack" = 'insert'), MIN("__retl_seq") FILTER(WHERE "__retl_op" IN ('added', 'maybe') OR ("__retl_op" = 'removed' AND "__retl_old_hash" = 'maybe-held')), MAX("__retl_seq") FILTER(WHERE "__retl_op" IN ('added', 'maybe') OR ("__retl_op" = 'removed' AND "__retl_old_hash" = 'maybe-held')) FROM "__retl_delta_2";
 
 -- [42]
-SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'changed' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
+SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'added' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
 
 -- [43]
-SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'removed' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
+SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'changed' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
 
 -- [44]
-SELECT "__retl_seq", "__retl_action", "user_id", "email", "plan" FROM "__retl_delta_2" WHERE "__retl_seq" BETWEEN 1 AND 100 ORDER BY "__retl_seq";
+SELECT d."__retl_action", d."user_id", d."email", d."plan", s."email", s."plan" FROM (SELECT * FROM "__retl_delta_2" WHERE "__retl_kind" = 'removed' ORDER BY "__retl_seq" LIMIT 5) AS d LEFT JOIN "_retl"."snapshot__braze_traits__a8cc0965" AS s ON s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash" ORDER BY d."__retl_seq";
 
 -- [45]
-INSERT INTO "_retl"."snapshot__braze_traits__a8cc0965__held" ("user_id", "email", "plan", "__retl_hash") SELECT d."user_id", d."email", d."plan", 'maybe-held' FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND d."__retl_op" = 'added' AND NOT EXISTS(SELECT 1 FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS s WHERE s."user_id" = d."user_id");
+SELECT "__retl_seq", "__retl_action", "user_id", "email", "plan" FROM "__retl_delta_2" WHERE "__retl_seq" BETWEEN 1 AND 100 ORDER BY "__retl_seq";
 
 -- [46]
-BEGIN;
+INSERT INTO "_retl"."snapshot__braze_traits__a8cc0965__held" ("user_id", "email", "plan", "__retl_hash") SELECT d."user_id", d."email", d."plan", 'maybe-held' FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND d."__retl_op" = 'added' AND NOT EXISTS(SELECT 1 FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS s WHERE s."user_id" = d."user_id");
 
 -- [47]
-DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" = 'delete' AND s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash");
+BEGIN;
 
 -- [48]
-DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" = 'replace' AND s."user_id" = d."user_id");
+DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" = 'delete' AND s."user_id" = d."user_id" AND s."__retl_hash" = d."__retl_old_hash");
 
 -- [49]
-DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE (d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) OR ((d."__retl_seq" BETWEEN 3 AND 4) AND d."__retl_op" = 'added')) AND s."user_id" = d."user_id");
+DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" = 'replace' AND s."user_id" = d."user_id");
 
 -- [50]
-INSERT INTO "_retl"."snapshot__braze_traits__a8cc0965" ("user_id", "email", "plan", "__retl_hash") SELECT d."user_id", d."email", d."plan", d."__retl_hash" FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" IN ('insert', 'replace');
+DELETE FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS s WHERE EXISTS(SELECT 1 FROM "__retl_delta_2" AS d WHERE (d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) OR ((d."__retl_seq" BETWEEN 3 AND 4) AND d."__retl_op" = 'added')) AND s."user_id" = d."user_id");
 
 -- [51]
-COMMIT;
+INSERT INTO "_retl"."snapshot__braze_traits__a8cc0965" ("user_id", "email", "plan", "__retl_hash") SELECT d."user_id", d."email", d."plan", d."__retl_hash" FROM "__retl_delta_2" AS d WHERE d."__retl_seq" BETWEEN 1 AND 100 AND NOT (d."__retl_seq" BETWEEN 3 AND 5) AND NOT (d."__retl_seq" BETWEEN 9 AND 9) AND d."__retl_ack" IN ('insert', 'replace');
 
 -- [52]
-INSERT INTO "_retl"."_retl_runs" ("run_id", "sync", "status", "started_at", "full_resync", "trigger") VALUES ('0123456789ab', 'braze traits', 'running', CAST('2026-01-02 03:04:05' AS TIMESTAMP), FALSE, 'cron');
+COMMIT;
 
 -- [53]
-INSERT INTO "_retl"."_retl_row_errors" ("run_id", "sync", "row_key", "action", "kind", "reason", "at") VALUES ('0123456789ab', 'braze traits', 'u3', 'upsert', 'rejected', 'country ''ZZ'' is not ISO 3166', CAST('2026-01-02 03:04:05' AS TIMESTAMP));
+INSERT INTO "_retl"."_retl_runs" ("run_id", "sync", "status", "started_at", "full_resync", "trigger") VALUES ('0123456789ab', 'braze traits', 'running', CAST('2026-01-02 03:04:05' AS TIMESTAMP), FALSE, 'cron');
 
 -- [54]
-UPDATE "_retl"."_retl_runs" SET "status" = 'partial', "finished_at" = CAST('2026-01-02 03:04:05' AS TIMESTAMP), "duration_s" = 0.0, "added" = 0, "changed" = 0, "removed" = 0, "sent" = 96, "failed" = 0, "rejected" = 1, "error" = NULL WHERE "run_id" = '0123456789ab';
+INSERT INTO "_retl"."_retl_row_errors" ("run_id", "sync", "row_key", "action", "kind", "reason", "at") VALUES ('0123456789ab', 'braze traits', 'u3', 'upsert', 'rejected', 'country ''ZZ'' is not ISO 3166', CAST('2026-01-02 03:04:05' AS TIMESTAMP));
 
 -- [55]
-BEGIN;
+UPDATE "_retl"."_retl_runs" SET "status" = 'partial', "finished_at" = CAST('2026-01-02 03:04:05' AS TIMESTAMP), "duration_s" = 0.0, "added" = 0, "changed" = 0, "removed" = 0, "sent" = 96, "failed" = 0, "rejected" = 1, "error" = NULL WHERE "run_id" = '0123456789ab';
 
 -- [56]
-DELETE FROM "_retl"."_retl_row_errors" WHERE "run_id" IN (SELECT "run_id" FROM (SELECT "run_id", ROW_NUMBER() OVER (ORDER BY "started_at" DESC) AS "n" FROM "_retl"."_retl_runs" WHERE "sync" = 'braze traits') AS r WHERE "n" > 1000);
-
--- [57]
-DELETE FROM "_retl"."_retl_runs" WHERE "run_id" IN (SELECT "run_id" FROM (SELECT "run_id", ROW_NUMBER() OVER (ORDER BY "started_at" DESC) AS "n" FROM "_retl"."_retl_runs" WHERE "sync" = 'braze traits') AS r WHERE "n" > 1000);
-
--- [58]
-COMMIT;
-
--- [59]
 BEGIN;
 
--- [60]
-DELETE FROM "_retl"."_retl_meta" WHERE "key" = 'writer:list';
+-- [57]
+DELETE FROM "_retl"."_retl_row_errors" WHERE "run_id" IN (SELECT "run_id" FROM (SELECT "run_id", ROW_NUMBER() OVER (ORDER BY "started_at" DESC) AS "n" FROM "_retl"."_retl_runs" WHERE "sync" = 'braze traits') AS r WHERE "n" > 1000);
 
--- [61]
-INSERT INTO "_retl"."_retl_meta" ("key", "value") VALUES ('writer:list', '42');
+-- [58]
+DELETE FROM "_retl"."_retl_runs" WHERE "run_id" IN (SELECT "run_id" FROM (SELECT "run_id", ROW_NUMBER() OVER (ORDER BY "started_at" DESC) AS "n" FROM "_retl"."_retl_runs" WHERE "sync" = 'braze traits') AS r WHERE "n" > 1000);
 
--- [62]
+-- [59]
 COMMIT;
 
+-- [60]
+BEGIN;
+
+-- [61]
+DELETE FROM "_retl"."_retl_meta" WHERE "key" = 'writer:list';
+
+-- [62]
+INSERT INTO "_retl"."_retl_meta" ("key", "value") VALUES ('writer:list', '42');
+
 -- [63]
-SELECT "value" FROM "_retl"."_retl_meta" AS x WHERE "key" = 'writer:list';
+COMMIT;
 
 -- [64]
+SELECT "value" FROM "_retl"."_retl_meta" AS x WHERE "key" = 'writer:list';
+
+-- [65]
 SELECT "run_id", "sync", "status", "started_at", "finished_at", "duration_s", "added", "changed", "removed", "sent", "failed", "rejected", "full_resync", "trigger", "error" FROM "_retl"."_retl_runs" AS x WHERE "sync" IN ('braze traits') ORDER BY "started_at" DESC LIMIT 20;
 
