@@ -231,7 +231,7 @@ class SqlStateStore(StateStore):
                 )
             s.warehouse.after_snapshot(s, table, key_columns)
             self._keys[table] = key_columns
-            self._sync_held(table)
+            self._sync_held(table, key_columns)
             return SnapshotInfo(sync, table, key_columns, list(value_types), hash_columns, algorithm, destination_key, reset)
         existing = s.warehouse.describe(s, info.table)
         for column, sql_type in value_types.items():
@@ -246,7 +246,7 @@ class SqlStateStore(StateStore):
         if info.hash_algorithm != algorithm and info.hash_columns == hash_columns and not self.append_only:
             # WHERE TRUE: BigQuery refuses an UPDATE without a WHERE clause.
             s.execute(f'UPDATE {info.table} SET "__retl_hash" = {s.row_hash(hash_columns, None)} WHERE TRUE')
-        self._sync_held(info.table)
+        self._sync_held(info.table, key_columns)
         if self.append_only:
             cols, vals = self.versioned()
             s.execute(
@@ -264,11 +264,12 @@ class SqlStateStore(StateStore):
         )
         return SnapshotInfo(sync, info.table, key_columns, value_columns, hash_columns, algorithm, destination_key)
 
-    def _sync_held(self, table: str) -> None:
+    def _sync_held(self, table: str, key: list[str]) -> None:
         """The snapshot's table of maybe-held rows (see Differ.hold), with the snapshot's columns."""
         s = self.session
         held = held_table(table)
         s.execute(f"CREATE TABLE IF NOT EXISTS {held} AS SELECT * FROM {table} WHERE 1 = 0")
+        s.warehouse.after_held(s, held, key)
         have = s.warehouse.describe(s, held)
         for column, sql_type in s.warehouse.describe(s, table).items():
             if column in have and _same_type(have[column], sql_type):

@@ -8,6 +8,7 @@ run waits its turn (StateBusyError) instead of sending the same delta twice.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -91,6 +92,13 @@ class PostgresWarehouse(SqlWarehouse):
         # chunk, not to the snapshot; unique, so a broken invariant fails loudly.
         cols = ", ".join(session.ident(k) for k in key)
         session.run_native(f"CREATE UNIQUE INDEX ON {session.native_name(table)} ({cols})")
+
+    def after_held(self, session: SqlSession, table: str, key: list[str]) -> None:
+        # Held rows are probed (hold's NOT EXISTS) and deleted (acks) by key, chunk by chunk.
+        # Named from the table, so the statement can be repeated; a hash keeps it under 63 bytes.
+        name = "retl_held_" + hashlib.sha256(table.encode()).hexdigest()[:16]
+        cols = ", ".join(session.ident(k) for k in key)
+        session.run_native(f"CREATE UNIQUE INDEX IF NOT EXISTS {session.ident(name)} ON {session.native_name(table)} ({cols})")
 
     def fetch_arrow(self, session: SqlSession, sql: str) -> Iterator[Any]:
         """Record batches through a server-side cursor, so a large result is never held whole."""

@@ -167,6 +167,10 @@ class SqlWarehouse(Warehouse):
     def after_snapshot(self, session: SqlSession, table: str, key: list[str]) -> None:
         """Called once when a snapshot table is created (an index on its key)."""
 
+    def after_held(self, session: SqlSession, table: str, key: list[str]) -> None:
+        """Called whenever a snapshot's maybe-held table is made sure of (an index on its key, if
+        not there yet)."""
+
     def create_scratch(self, session: SqlSession, name: str, query: str) -> None:
         """Materialize the canonical ``query`` as scratch table ``name``."""
         session.execute(self.TEMP_TABLE.format(name=name, query=query))
