@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reverse_etl.config.durations import parse_duration
 from reverse_etl.config.templating import render_tree
 from reverse_etl.config.validation import validate
 from reverse_etl.config.warehouses import DuckDBWarehouseConfig as DuckDBWarehouseConfig
@@ -35,6 +36,24 @@ class StateConfig(Strict):
     path: str = ".retl/state.duckdb"
     schema_: str = Field(default="_retl", alias="schema", min_length=1)
     keep_runs: int = Field(default=1000, ge=1, description="run records kept per sync")
+    # State in Snowflake, BigQuery, Databricks: how long the run's lease on the state outlives a
+    # process that died holding it (renewed every third of it while the run lives).
+    lock_lease: str | float = Field(default="5m", description="lease on the state (warehouses without a lock)")
+    # Spark / Databricks snapshots are append-only logs, rewritten to their live rows once they
+    # hold more than compact_ratio rows per live row and more than compact_min_rows rows.
+    compact_ratio: float = Field(default=4.0, gt=1)
+    compact_min_rows: int = Field(default=10_000, ge=0)
+
+    @field_validator("lock_lease")
+    @classmethod
+    def _lease(cls, value: str | float) -> str | float:
+        if parse_duration(value) < 30:
+            raise ValueError("lock_lease must be at least 30s (the lease is renewed every third of it)")
+        return value
+
+    @property
+    def lock_lease_s(self) -> int:
+        return int(parse_duration(self.lock_lease))
 
     @model_validator(mode="before")
     @classmethod

@@ -144,7 +144,7 @@ class SqlWarehouse(Warehouse):
         a lease row claimed by MERGE, unless the engine has something better."""
         from reverse_etl.warehouse.locking import LeaseLock
 
-        return LeaseLock(session, schema, self.LOCK_LEASE_S, session.heartbeat)
+        return LeaseLock(session, schema, session.lock_lease_s, session.heartbeat)
 
     def overwrite(self, session: SqlSession, table: str, source: str) -> None:
         """Replace every row of ``table`` with the rows of table ``source`` (same columns, same order)."""
@@ -215,6 +215,7 @@ class SqlSession(WarehouseSession):
         # Opens another session for a lock's heartbeat (set by SqlWarehouse.session); None: no heartbeat.
         self.heartbeat: Callable[[], SqlSession] | None = None
         self.state_lock: StateLock | None = None  # taken by open_state, released by cleanup
+        self.lock_lease_s = warehouse.LOCK_LEASE_S  # the profile's state.lock_lease, set by open_state
         self._scratch = 0
         self._in_transaction = False
         self._models: dict[str, str] = {}
@@ -419,7 +420,10 @@ class SqlSession(WarehouseSession):
         from reverse_etl.state.warehouse import SqlStateStore
 
         self.state_schema = config.schema_
-        return SqlStateStore.open(self, config.schema_)
+        self.lock_lease_s = config.lock_lease_s
+        store = SqlStateStore.open(self, config.schema_)
+        store.compact_ratio, store.compact_min_rows = config.compact_ratio, config.compact_min_rows
+        return store
 
     def differ(self) -> Differ:
         from reverse_etl.diff.pushdown import SqlDiffer

@@ -186,12 +186,12 @@ def test_losing_the_claim_race_is_busy_not_an_error(dialect: str, tmp_path: Path
 @pytest.mark.parametrize("dialect", LEASE_DIALECTS)
 def test_the_heartbeat_renews_on_its_own_connection_and_notices_a_takeover(dialect: str, tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SqlWarehouse, "LOCK_LEASE_S", 1)
     connections = Connections([])
     warehouse = patched(dialect, monkeypatch, tmp_path, connections)
     with warehouse.session() as session:
         connections.rules[:] = rules(dialect, mine(session.owner))
-        state = session.open_state(StateConfig(), tmp_path)
+        # a 1 s lease (the profile refuses under 30 s), so the heartbeat beats within the test
+        state = session.open_state(StateConfig.model_construct(lock_lease=1), tmp_path)
         _wait_for(lambda: len(connections.made) > 1 and any(s.startswith("UPDATE") for s in connections.made[1].executed))
         beat = connections.made[1]
         assert "_retl_lock" in beat.executed[0] and session.owner in beat.executed[0]
@@ -308,3 +308,24 @@ def test_lease_and_upkeep_statements_match_golden_file(tmp_path: Path, monkeypat
         body = "\n".join(line for line in chunk.splitlines() if not line.startswith("-- "))
         if body.strip() and not body.startswith("INSERT OVERWRITE"):
             assert sqlglot.parse_one(body.rstrip(";"), read="spark" if "`" in body else "snowflake") is not None
+
+
+@pytest.mark.parametrize("dialect", LEASE_DIALECTS)
+def test_the_profile_sets_the_lease_and_the_compaction_thresholds(dialect: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    connections = Connections([])
+    warehouse = patched(dialect, monkeypatch, tmp_path, connections)
+    config = StateConfig.model_validate({"lock_lease": "90s", "compact_ratio": 2.5, "compact_min_rows": 100})
+    with warehouse.session() as session:
+        connections.rules[:] = rules(dialect, mine(session.owner))
+        state = session.open_state(config, tmp_path)
+        assert isinstance(session.state_lock, LeaseLock) and session.state_lock.lease_s == 90
+        assert (state.compact_ratio, state.compact_min_rows) == (2.5, 100)  # type: ignore[attr-defined]
+    claims = [s for s in connections.made[0].executed if s.startswith("MERGE INTO") and "_retl_lock" in s]
+    assert claims and "90 SECOND" in claims[0].upper().replace("'", "")
+
+
+@pytest.mark.parametrize("lease", ["10s", "soon", -5])
+def test_a_lease_too_short_or_not_a_duration_is_a_config_error(lease: object) -> None:
+    with pytest.raises(ValueError, match=r"lock_lease|duration|negative"):
+        StateConfig.model_validate({"lock_lease": lease})
