@@ -326,3 +326,26 @@ def test_a_key_taken_over_while_its_old_row_is_still_to_be_archived_stays_live(t
         converge(tmp_path)
     check(emulator, world, ATTRIBUTES, {r["key"] for r in world.rows["attributes"].values()})
     assert len(emulator.attributes()) == 1
+
+
+@pytest.mark.parametrize("kind", [ATTRIBUTES, AUDIENCES], ids=lambda k: k.object)
+def test_a_name_freed_by_a_rename_and_taken_in_the_same_run_makes_two_objects(tmp_path: Path, kind: Kind) -> None:
+    """One definition is renamed X -> Y and a new one takes X, in the same run: the renamed one
+    stays its object (renamed in place), the new one gets an object of its own, never the
+    renamed one's."""
+    world = Definitions.initial(1, random.Random(SEED))
+    emulator = LosesCreates(lost_creates=0)
+    with SandboxServer(emulator) as server:
+        write_project(tmp_path, server.url)
+        world.write(tmp_path)
+        converge(tmp_path)
+        [(pk, row)] = world.rows[kind.object].items()
+        before = {o[kind.match]: o["id"] for o in objects(emulator, kind)}[row[kind.match]]
+        freed = row[kind.match]
+        row[kind.match] = world.fresh(kind)
+        world.rows[kind.object][pk + 1] = {kind.primary_key: pk + 1, kind.match: freed, **world.values(kind, random.Random(1))}
+        world.write(tmp_path)
+        converge(tmp_path)
+    ids, extra = check(emulator, world, kind, {freed, row[kind.match]})
+    assert ids[row[kind.match]] == before, "the renamed definition moved to another object"
+    assert ids[freed] != before and extra == 0

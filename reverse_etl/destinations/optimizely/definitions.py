@@ -46,6 +46,7 @@ class DefinitionWriter(Writer):
         self.project_id = destination.config.project_id
         self.ids_key = f"{destination.memory_scope()}/{self.kind.name}/ids/{sync.name}"
         self.remembered: dict[str, int] = {}  # row primary key -> object id
+        self.leaving: set[str] = set()  # row primary keys whose removal this run sent
         self.by_id: dict[int, dict[str, Any]] = {}
         self.by_match: dict[str, dict[str, Any]] = {}
 
@@ -69,13 +70,16 @@ class DefinitionWriter(Writer):
         others = [r for r in rows if r.action != "remove"]
         # An object removed under one key and kept under another in the same chunk is kept.
         kept = {str(r.values.get(self.match_column)) for r in others}
-        # Removals first, so an archive never races the update of the same object.
+        # Removals first, so an archive never races the update of the same object; updates
+        # before creates, so a key or name freed by a rename is free when a new row takes it.
         try:
-            steps: list[tuple[list[DeltaRow], Callable[[DeltaRow], Awaitable[ChunkResult]]]] = [
-                (removals, lambda r: self._remove(r, kept)), (others, self._upsert),
+            steps: list[tuple[Callable[[], list[DeltaRow]], Callable[[DeltaRow], Awaitable[ChunkResult]]]] = [
+                (lambda: removals, lambda r: self._remove(r, kept)),
+                (lambda: [r for r in others if self._find(r) is not None], self._upsert),
+                (lambda: [r for r in others if self._find(r) is None], self._upsert),
             ]
             for group, step in steps:
-                for outcome in await asyncio.gather(*(step(r) for r in group), return_exceptions=True):
+                for outcome in await asyncio.gather(*(step(r) for r in group()), return_exceptions=True):
                     if isinstance(outcome, BaseException):  # AuthError, or a bug: stop the run
                         raise outcome
                     result.merge(outcome)
@@ -85,19 +89,30 @@ class DefinitionWriter(Writer):
         return result
 
     def _find(self, row: DeltaRow) -> dict[str, Any] | None:
-        object_id = self.remembered.get(payload.row_key(self.sync, row))
+        """The object a row writes: the one remembered for its primary key, else the one of its
+        key or name - unless another row holds that one (it is being renamed away: this row
+        is a new definition under the freed name, and gets an object of its own; a row leaving
+        the model hands its object over)."""
+        key = payload.row_key(self.sync, row)
+        object_id = self.remembered.get(key)
         if object_id is not None and object_id in self.by_id:
             return self.by_id[object_id]
         match = row.values.get(self.match_column)
-        return None if match is None else self.by_match.get(str(match))
+        obj = None if match is None else self.by_match.get(str(match))
+        return None if obj is None or self._held_by_another(obj["id"], key) else obj
+
+    def _held_by_another(self, object_id: int, key: str) -> bool:
+        """Whether a row other than ``key``, and not leaving the model, holds the object."""
+        return any(held == object_id for k, held in self.remembered.items() if k != key and k not in self.leaving)
 
     async def _remove(self, row: DeltaRow, kept: set[str]) -> ChunkResult:
         key = payload.row_key(self.sync, row)
+        self.leaving.add(key)  # its object may go to a new row under the same key or name
         obj = self._find(row)
         # An object another row holds now (it took the key while this removal was pending) is
         # that row's: archiving it would take it from the model.
         if (obj is None or obj.get("archived") or str(obj.get(self.kind.match)) in kept
-                or any(i == obj["id"] for k, i in self.remembered.items() if k != key)):
+                or self._held_by_another(obj["id"], key)):
             self.remembered.pop(key, None)
             return ChunkResult(accepted=[row.seq])
         response = await self._send(Call("DELETE", self.kind.item(self.project_id, obj["id"]), None, (row.seq,), rest.ENDPOINT))
