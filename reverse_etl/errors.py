@@ -134,3 +134,7 @@ class TerminalError(Terminal, DeliveryError):
 
 class AuthError(TerminalError):
     """401/403: the credentials are wrong or lack a permission; every later call would fail too."""
+
+    # Set by a writer that sent a chunk when one of its requests met the 401/403: what the
+    # chunk's other requests did (a ChunkResult), acknowledged before the run stops.
+    partial: object | None = None

@@ -33,6 +33,7 @@ from reverse_etl import secrets
 from reverse_etl.destinations.base import ChunkResult, DeltaChunk, Writer
 from reverse_etl.destinations.chunk import ACTION
 from reverse_etl.diff.engine import Delta, SyncColumns
+from reverse_etl.errors import AuthError
 from reverse_etl.results import Reporter, SyncRun
 from reverse_etl.state import RowError
 
@@ -171,7 +172,15 @@ class DeltaStreamer:
                     if following and pipelined:  # fetched and staged while this chunk is on the wire
                         loading, loaded = loop.run_in_executor(worker, self._load, *following), following
                     started = time.monotonic()
-                    outcome = await self.writer.send(staged)
+                    try:
+                        outcome = await self.writer.send(staged)
+                    except AuthError as exc:
+                        # The run stops; what the chunk's other requests did is acknowledged first.
+                        if isinstance(exc.partial, ChunkResult):
+                            if acking is not None:
+                                self._count(await acking)
+                            acking = loop.run_in_executor(worker, self._acknowledge, lo, hi, chunk, exc.partial)
+                        raise
                     size = self._grow(size, time.monotonic() - started)
                     self.reporter.progress(self.run.sync, hi, total)
                     if acking is not None:  # the previous chunk's commit ran while this one was sent

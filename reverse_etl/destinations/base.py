@@ -30,7 +30,7 @@ from reverse_etl.config.urls import check_url
 from reverse_etl.delivery.client import Call, DeliveryClient, DeliverySettings
 from reverse_etl.delivery.transport import Answer
 from reverse_etl.destinations.chunk import ChunkResult, DeltaChunk, DeltaRow
-from reverse_etl.errors import is_transient
+from reverse_etl.errors import AuthError, is_transient
 
 __all__ = [
     "ACTIONS", "BatchWriter", "ChunkResult", "DeltaChunk", "DeltaRow", "Destination", "DestinationConfig",
@@ -234,14 +234,22 @@ class BatchWriter(Writer):
         result = ChunkResult(rejected=dict(staged.rejected))
         calls = staged.calls
         outcomes = await asyncio.gather(*(self.send_call(call) for call in calls), return_exceptions=True)
+        denied: AuthError | None = None
         for call, outcome in zip(calls, outcomes, strict=True):
             if isinstance(outcome, ChunkResult):
                 result.merge(outcome)
             elif isinstance(outcome, Exception) and is_transient(outcome):
                 reason = getattr(outcome, "message", str(outcome))
                 result.failed.update({seq: reason for seq in call.seqs})
-            else:  # AuthError and other terminal errors stop the run; so do bugs
+            elif isinstance(outcome, AuthError):  # refused unread; the run stops after this chunk
+                denied = denied or outcome
+                result.failed.update(dict.fromkeys(call.seqs, f"not sent: {outcome.message}"))
+                result.refused.update(call.seqs)
+            else:  # other terminal errors stop the run at once; so do bugs
                 raise outcome
+        if denied is not None:
+            denied.partial = result  # what the chunk's other requests did is acknowledged first
+            raise denied
         return result
 
     async def write(self, rows: Sequence[DeltaRow]) -> ChunkResult:

@@ -39,12 +39,15 @@ class ChunkResult:
     # Rejected rows an earlier attempt of their request may have applied (its answer was lost,
     # timed out or a 5xx): the rejection does not prove the destination lacks them.
     unsure: set[int] = field(default_factory=set)
+    # Failed rows whose request the destination refused unread (401/403): certainly not held.
+    refused: set[int] = field(default_factory=set)
 
     def merge(self, other: ChunkResult) -> None:
         self.accepted.extend(other.accepted)
         self.rejected.update(other.rejected)
         self.failed.update(other.failed)
         self.unsure.update(other.unsure)
+        self.refused.update(other.refused)
 
     def reject(self, seqs: Iterable[int], reason: str, answer: Any = None) -> ChunkResult:
         """Record ``seqs`` as rejected for ``reason`` by ``answer`` (a :class:`RawAnswer`, or None
@@ -57,8 +60,9 @@ class ChunkResult:
 
     @property
     def conclusive_rejections(self) -> set[int]:
-        """Rejected rows the destination is known not to hold."""
-        return set(self.rejected) - self.unsure
+        """Rows not accepted that the destination is known not to hold: rejected (unless unsure),
+        or refused unread."""
+        return (set(self.rejected) - self.unsure) | self.refused
 
 
 def _array(values: list[Any]) -> pa.Array:

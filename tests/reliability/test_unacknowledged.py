@@ -124,3 +124,37 @@ def test_rows_held_for_a_chunk_never_sent_get_no_removal(tmp_path: Path) -> None
         second = reverse_etl.sync(tmp_path).runs[0]
         assert (second.status, second.removed, second.sent) == ("success", 0, 0)
         assert [uid for uid, _ in rows if emulator.user(uid)] == ["u1", "u2"], "profiles created by removals of rows never sent"
+
+
+def test_a_key_revoked_mid_chunk_keeps_what_was_delivered_and_holds_nothing_refused(tmp_path: Path) -> None:
+    """The API key stops working in the middle of a chunk: the run stops (401), but the chunk's
+    requests answered before it are acknowledged, and the rows refused unread are not left as
+    maybe held (a removal for them would create profiles Braze never had)."""
+    rows = [(f"u{i}", "pro") for i in range(1, 7)]
+    emulator = BrazeEmulator()
+    dispatch = type(emulator).dispatch
+
+    def revoke_after_two(request: Request) -> Response | None:
+        if emulator.requests_to("/users/track") >= 2:
+            emulator.api_key = "revoked"
+        return dispatch(emulator, request)
+
+    emulator.dispatch = revoke_after_two  # type: ignore[method-assign]
+    with SandboxServer(emulator) as server:
+        write_project(
+            tmp_path, models={"traits": values_sql(TRAITS, rows)},
+            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
+            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key",
+                                    "batch_size": 1, "concurrency": 1, "checkpoint_rows": 4}},
+        )
+        first = reverse_etl.sync(tmp_path).runs[0]
+        assert first.status == "error" and "401" in (first.error or "")
+        assert (first.sent, first.failed) == (2, 2)  # u1, u2 delivered; u3, u4 refused unread
+        assert [uid for uid, _ in rows if emulator.user(uid)] == ["u1", "u2"]
+        del emulator.dispatch
+        emulator.api_key = "sandbox-key"
+        set_model(tmp_path, "traits", values_sql(TRAITS, rows[:1]))  # u2..u6 leave
+        second = reverse_etl.sync(tmp_path).runs[0]
+        assert (second.status, second.removed, second.sent) == ("success", 1, 1)  # u2's removal only
+        assert [uid for uid, _ in rows if emulator.user(uid)] == ["u1", "u2"], "profiles created for rows never sent"
+        assert "plan" not in emulator.user("u2")  # type: ignore[operator]
