@@ -71,22 +71,25 @@ class DefinitionWriter(Writer):
         # An object removed under one key and kept under another in the same chunk is kept.
         kept = {str(r.values.get(self.match_column)) for r in others}
         # Removals first, so an archive never races the update of the same object; updates
-        # before creates, so a key or name freed by a rename is free when a new row takes it.
+        # before creates, so a key or name freed by a rename is free when a new row takes it
+        # (which rows update is known once the removals handed their objects over).
         try:
-            steps: list[tuple[Callable[[], list[DeltaRow]], Callable[[DeltaRow], Awaitable[ChunkResult]]]] = [
-                (lambda: removals, lambda r: self._remove(r, kept)),
-                (lambda: [r for r in others if self._find(r) is not None], self._upsert),
-                (lambda: [r for r in others if self._find(r) is None], self._upsert),
-            ]
-            for group, step in steps:
-                for outcome in await asyncio.gather(*(step(r) for r in group()), return_exceptions=True):
-                    if isinstance(outcome, BaseException):  # AuthError, or a bug: stop the run
-                        raise outcome
-                    result.merge(outcome)
+            await self._each(removals, lambda r: self._remove(r, kept), result)
+            updates = {r.seq for r in others if self._find(r) is not None}
+            await self._each([r for r in others if r.seq in updates], self._upsert, result)
+            await self._each([r for r in others if r.seq not in updates], self._upsert, result)
         finally:
             # Ids learnt before a stop are kept too: they are true whatever the snapshot says.
             self.state.put(self.ids_key, orjson.dumps(self.remembered).decode())
         return result
+
+    @staticmethod
+    async def _each(rows: list[DeltaRow], step: Callable[[DeltaRow], Awaitable[ChunkResult]], result: ChunkResult) -> None:
+        """Run ``step`` for every row at once (paced by the client) and merge what each did."""
+        for outcome in await asyncio.gather(*(step(r) for r in rows), return_exceptions=True):
+            if isinstance(outcome, BaseException):  # AuthError, or a bug: stop the run
+                raise outcome
+            result.merge(outcome)
 
     def _find(self, row: DeltaRow) -> dict[str, Any] | None:
         """The object a row writes: the one remembered for its primary key, else the one of its
