@@ -165,7 +165,7 @@ def sandbox_state(
     if not dest.config.sandbox:
         raise ConfigError(f"destination {destination!r} is not a sandbox (sandbox: true) in target {project.target.name!r}")
     path = sandbox_state_path(project.root, destination)
-    emulator = emulator_class(dest.type_name)(state_path=path if path.exists() else None, **dest.sandbox_options())
+    emulator = emulator_class(dest.type_name)(state_path=path if path.exists() else None, **project.sandbox_options(destination))
     if user is None:
         summary = getattr(emulator, "summary", None)
         return {"destination": destination, "summary": summary() if callable(summary) else None, "state": emulator.dump()}

@@ -123,6 +123,12 @@ class Project:
     def destination(self, sync: SyncDef) -> Destination:
         return self.destinations[sync.config.destination]
 
+    def sandbox_options(self, destination: str) -> dict[str, Any]:
+        """What the emulator of ``destination`` (``sandbox: true``) is started with."""
+        return self.destinations[destination].sandbox_options(
+            [s.config for s in self.syncs.values() if s.config.destination == destination]
+        )
+
     def path(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.root / p

@@ -243,7 +243,7 @@ class Runner:
         dest = item.destination
         base_url = None
         if dest.config.sandbox and not dest.config.base_url:
-            base_url = dest.use_sandbox(sandboxes.url(dest.name, dest.type_name, dest.sandbox_options()))
+            base_url = dest.use_sandbox(sandboxes.url(dest.name, dest.type_name, self.project.sandbox_options(dest.name)))
         client = DeliveryClient(dest.delivery_settings(base_url))
         try:
             writer = dest.writer(item.sync.config, client)

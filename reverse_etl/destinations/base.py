@@ -319,8 +319,9 @@ class Destination(ABC):
 
         return hashlib.sha256(orjson.dumps(self.identity(sync), option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()[:16]
 
-    def sandbox_options(self) -> dict[str, Any]:
-        """Constructor options for this destination's emulator (e.g. the profile's project ids)."""
+    def sandbox_options(self, syncs: Sequence[SyncConfig] = ()) -> dict[str, Any]:
+        """Constructor options for this destination's emulator (e.g. the profile's project ids);
+        ``syncs``: the project's syncs to this destination (what the emulator must know of)."""
         return {}
 
     def use_sandbox(self, root_url: str) -> str:

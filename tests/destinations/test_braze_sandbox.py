@@ -79,7 +79,7 @@ def test_the_sandbox_state_shows_the_syncs_catalogs_before_any_run(tmp_path: Pat
 
 
 def sandbox_catalogs(root: Path) -> Any:
-    return Project.load(root).destinations["braze"].sandbox_options().get("catalogs")
+    return Project.load(root).sandbox_options("braze").get("catalogs")
 
 
 def test_sandbox_options_name_every_catalog_sync_of_the_destination_with_its_fields(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -50,11 +51,6 @@ class BrazeDestination(Destination):
     }
     config: BrazeConfig
 
-    def __init__(self, name: str, config: BrazeConfig) -> None:
-        super().__init__(name, config)
-        # catalog name -> fields, of the catalog syncs checked against this destination (sandbox only)
-        self._sandbox_catalogs: dict[str, set[str]] = {}
-
     @property
     def track_batch_size(self) -> int:
         """Objects per /users/track request: batch_size, capped by max_objects_combined."""
@@ -66,10 +62,7 @@ class BrazeDestination(Destination):
         if sync.object:
             problems.append("Braze has no `object:`; write catalog items with `catalog: <name>`")
         if sync.catalog is not None:
-            problems += self._check_catalog(sync)
-            if not problems:
-                self._declare_sandbox_catalog(sync)
-            return problems
+            return problems + self._check_catalog(sync)
         unknown = [k for k in sync.identifiers if k not in IDENTIFIERS]
         if unknown:
             problems.append(f"unknown Braze identifier(s) {unknown}; use one of {', '.join(IDENTIFIERS)}")
@@ -129,16 +122,6 @@ class BrazeDestination(Destination):
             problems.append(f"catalog field names {bad} must be letters, digits, '-' or '_' (and not `id`)")
         return problems
 
-    def _declare_sandbox_catalog(self, sync: SyncConfig) -> None:
-        """Remember the catalog a valid sync writes and its mapped fields, so that a ``sandbox: true``
-        emulator starts with it, as if created in Braze beforehand (see :meth:`sandbox_options`).
-
-        The project checks every sync against its destination when it loads, so by the time a
-        run starts the emulator every catalog sync of this destination has been seen here.
-        """
-        if self.config.sandbox and sync.catalog is not None:
-            self._sandbox_catalogs.setdefault(sync.catalog, set()).update(sync.fields)
-
     def extra_columns(self, sync: SyncConfig) -> list[str]:
         if sync.type != "events" or not sync.event:
             return []
@@ -157,14 +140,20 @@ class BrazeDestination(Destination):
         key = self.config.api_key.get_secret_value() if self.config.api_key else "sandbox-key"
         return {"Authorization": f"Bearer {key}"}
 
-    def sandbox_options(self) -> dict[str, Any]:
+    def sandbox_options(self, syncs: Sequence[SyncConfig] = ()) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if self.config.api_key is not None:
             options["api_key"] = self.config.api_key.get_secret_value()
         if self.config.max_objects_combined is not None:  # the sandbox holds the same contract
             options["max_objects_combined"] = self.config.max_objects_combined
-        if self._sandbox_catalogs:  # real Braze needs catalogs created first; the sandbox makes its syncs' own
-            options["catalogs"] = {name: sorted(fields) for name, fields in sorted(self._sandbox_catalogs.items())}
+        # Real Braze needs a catalog created (with its fields) before items are written; the
+        # emulator starts with the catalogs this destination's syncs write.
+        catalogs: dict[str, set[str]] = {}
+        for sync in syncs if self.config.sandbox else ():
+            if sync.catalog is not None and not self.check_sync(sync):
+                catalogs.setdefault(sync.catalog, set()).update(sync.fields)
+        if catalogs:
+            options["catalogs"] = {name: sorted(fields) for name, fields in sorted(catalogs.items())}
         return options
 
     def delivery_settings(self, base_url: str | None = None) -> DeliverySettings:

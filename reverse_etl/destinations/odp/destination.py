@@ -151,7 +151,7 @@ class OdpDestination(Destination):
         key = self.config.api_key.get_secret_value() if self.config.api_key else "sandbox-key"
         return {"x-api-key": key}
 
-    def sandbox_options(self) -> dict[str, Any]:
+    def sandbox_options(self, syncs: Sequence[SyncConfig] = ()) -> dict[str, Any]:
         # The emulator must know the key and identifier fields this profile uses, or it refuses them.
         options: dict[str, Any] = {}
         if self.config.api_key is not None:

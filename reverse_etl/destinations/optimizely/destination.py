@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -127,7 +128,7 @@ class OptimizelyDestination(Destination):
     def identity(self, sync: SyncConfig) -> dict[str, Any]:
         return {**super().identity(sync), "project_id": self.config.project_id, "account_id": self.config.account_id}
 
-    def sandbox_options(self) -> dict[str, Any]:
+    def sandbox_options(self, syncs: Sequence[SyncConfig] = ()) -> dict[str, Any]:
         return {"projects": {self.config.project_id: "web"}, "account_id": self.config.account_id}
 
     def use_sandbox(self, root_url: str) -> str:
