@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 import orjson
@@ -197,6 +197,37 @@ def converge(root: Path, selectors: list[str] | None = None, *, max_runs: int = 
             return Convergence(results)
     history = [[(r.sync, r.status, r.added, r.changed, r.removed, r.sent, r.error) for r in x.runs] for x in results[-3:]]
     raise AssertionError(f"not converged after {max_runs} runs; last runs: {history}")
+
+
+class Changing(Protocol):
+    """A world the chaos tests change between runs and write for the models to read."""
+
+    def mutate(self, rng: random.Random) -> None: ...
+
+    def write(self, root: Path) -> None: ...
+
+
+W = TypeVar("W", bound=Changing)
+
+
+def play(root: Path, world: W, rng: random.Random, round_no: int,
+         seen: Callable[[W], object] = lambda w: None) -> Convergence:
+    """One round: the initial load, or a day of changes that lands while the syncs of the
+    previous change are still settling: one run under faults (rows refused, answers lost, rows
+    sent but not acknowledged), then the data moves again before the syncs converge. Rows
+    rejected in that run may leave too: one applied by an attempt whose answer was lost and
+    refused on the retry is still maybe held, so its removal is sent. ``seen`` is shown every
+    state the model goes through."""
+    first: list[SyncResult] = []
+    if round_no:
+        world.mutate(rng)
+        world.write(root)
+        seen(world)
+        first.append(reverse_etl.sync(root))
+        world.mutate(rng)
+    world.write(root)
+    seen(world)
+    return Convergence(first + converge(root).results)
 
 
 # --- the state store, read from outside ------------------------------------------------------

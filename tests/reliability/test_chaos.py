@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ from typing import Any
 import orjson
 import pytest
 
-import reverse_etl
-from reverse_etl.results import SyncResult
 from reverse_etl.sandbox import RateLimit, SandboxServer
 from reverse_etl.sandbox.base import Emulator
 from reverse_etl.sandbox.braze import BrazeEmulator
@@ -43,7 +40,7 @@ from tests.reliability.harness import (
     World,
     batch_size,
     chaos_faults,
-    converge,
+    play,
     read_state,
     write_project,
 )
@@ -72,26 +69,6 @@ def report(record_property: Any, name: str, runs: list[Convergence], **extra: in
     for key, value in facts.items():
         record_property(f"{name}.{key}", value)
     print(f"\n{name}: {facts}")
-
-
-def play(root: Path, world: World, rng: random.Random, round_no: int,
-         seen: Callable[[World], object] = lambda w: None) -> Convergence:
-    """One round: the initial load, or a day of changes that lands while the syncs of the
-    previous change are still settling: one run under faults (rows refused, answers lost, rows
-    sent but not acknowledged), then the data moves again before the syncs converge."""
-    first: list[SyncResult] = []
-    if round_no:
-        world.mutate(rng)
-        world.write(root)
-        seen(world)
-        first.append(reverse_etl.sync(root))
-        # Rows rejected in that run may leave too: one applied by an attempt whose answer was lost
-        # and refused on the retry is still maybe held, so its removal is sent.
-        world.mutate(rng)
-    world.write(root)
-    seen(world)
-    settled = converge(root)
-    return Convergence(first + settled.results)
 
 
 def event_time(value: Any) -> datetime:

@@ -35,12 +35,11 @@ import pytest
 import yaml
 
 import reverse_etl
-from reverse_etl.results import SyncResult
 from reverse_etl.sandbox import RateLimit, SandboxServer
 from reverse_etl.sandbox.http import Request, Response
 from reverse_etl.sandbox.optimizely import OptimizelyEmulator
 from reverse_etl.sandbox.optimizely_rest import error_response
-from tests.reliability.harness import NAMES, ROWS, SEED, Convergence, chaos_faults, converge
+from tests.reliability.harness import NAMES, ROWS, SEED, Convergence, chaos_faults, converge, play
 
 PROJECT = 1000
 SIZE = max(40, ROWS // 20)  # definitions per kind: one request each, so far fewer than users
@@ -199,20 +198,6 @@ def kind_path(kind: Kind) -> str:
 
 def ids_by_key(world: Definitions, kind: Kind, ids: dict[str, int]) -> dict[Any, int]:
     return {pk: ids[row[kind.match]] for pk, row in world.rows[kind.object].items()}
-
-
-def play(root: Path, world: Definitions, rng: random.Random, round_no: int, seen: Any) -> Convergence:
-    """The initial load; or a day of changes, one run under faults, more changes, then converge."""
-    first: list[SyncResult] = []
-    if round_no:
-        world.mutate(rng)
-        world.write(root)
-        seen(world)
-        first.append(reverse_etl.sync(root))
-        world.mutate(rng)
-    world.write(root)
-    seen(world)
-    return Convergence(first + converge(root).results)
 
 
 @pytest.mark.chaos
