@@ -260,7 +260,7 @@ class BatchWriter(Writer):
         response = await self.client.send(call)
         result = self.outcome(call, response)
         if response.doubtful:  # an earlier attempt may have applied what this answer refuses
-            result.unsure.update(seq for seq in call.seqs if seq in result.rejected)
+            result.doubt(call.seqs)
         return result
 
 

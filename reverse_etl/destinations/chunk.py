@@ -55,8 +55,13 @@ class ChunkResult:
         seqs = list(seqs)
         self.rejected.update(dict.fromkeys(seqs, reason))
         if getattr(answer, "doubtful", False):
-            self.unsure.update(seqs)
+            self.doubt(seqs)
         return self
+
+    def doubt(self, seqs: Iterable[int] | None = None) -> None:
+        """The rejected rows (of ``seqs``, else all) become unsure: an earlier attempt of their
+        request may have applied them."""
+        self.unsure.update(self.rejected.keys() if seqs is None else (s for s in seqs if s in self.rejected))
 
     @property
     def conclusive_rejections(self) -> set[int]:

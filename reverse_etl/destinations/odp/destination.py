@@ -296,7 +296,7 @@ class OdpWriter(BatchWriter):
         except TransientError as exc:
             return ChunkResult(failed=dict.fromkeys(call.seqs, exc.message))
         if doubtful:
-            result.merge(ChunkResult(unsure=set(result.rejected)))
+            result.doubt()
         return result
 
 
