@@ -236,20 +236,24 @@ class SqlSession(WarehouseSession):
             return sqlglot.transpile(canonical, read=CANONICAL, write=CANONICAL)[0]
         return sqlglot.transpile(canonical, read=CANONICAL, write=self.dialect)[0]
 
-    def run_native(self, sql: str) -> list[tuple[Any, ...]]:
-        if self.buffer is not None:
-            self.buffer.append(sql)  # a statement of a transaction script: it returns no rows
-            return []
+    @contextmanager
+    def _executed(self, sql: str) -> Iterator[Any]:
+        """A cursor that ran ``sql`` (recorded when statements are kept), closed afterwards."""
         if self.statements is not None:
             self.statements.append(sql)
         cursor = self.dbapi.cursor()
         try:
             cursor.execute(sql)
-            if cursor.description is None:
-                return []
-            return [tuple(r) for r in cursor.fetchall()]
+            yield cursor
         finally:
             cursor.close()
+
+    def run_native(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.buffer is not None:
+            self.buffer.append(sql)  # a statement of a transaction script: it returns no rows
+            return []
+        with self._executed(sql) as cursor:
+            return [] if cursor.description is None else [tuple(r) for r in cursor.fetchall()]
 
     def ident(self, name: str) -> str:
         """``name`` as a quoted identifier of this engine."""
@@ -276,17 +280,11 @@ class SqlSession(WarehouseSession):
         return self.run_native(sql)
 
     def iter_native(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
-        if self.statements is not None:
-            self.statements.append(sql)
-        cursor = self.dbapi.cursor()
-        try:
-            cursor.execute(sql)
+        with self._executed(sql) as cursor:
             if cursor.description is None:
                 return
             while batch := cursor.fetchmany(size):
                 yield [tuple(r) for r in batch]
-        finally:
-            cursor.close()
 
     def models_sql(self, sql: str) -> str:
         return self._point_at_models(sql) if self.warehouse.MODELS_IN_STATE_SCHEMA else sql
