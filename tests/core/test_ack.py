@@ -14,34 +14,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reverse_etl.diff.engine import Delta, Differ, SyncColumns, held_table
+from reverse_etl.diff.engine import Delta, held_table
 from reverse_etl.diff.sqlgen import HELD
-from reverse_etl.state import StateStore
+from tests.core.test_diff import Harness as DiffHarness
 
-COLS = SyncColumns(key=["id"], values=["a", "b"], hashed=["a", "b"], identity=["a"])
 BEFORE = [("1", "x", 1), ("2", "y", 2), ("3", "z", 3), ("4", "w", 4)]
 # 1 and 2 removed (seqs 1-2), 3 changed (seq 3), 5 and 6 added (seqs 4-5)
 AFTER = [("3", "Z", 3), ("4", "w", 4), ("5", "v", 5), ("6", "u", 6)]
 
 
-class Harness:
-    def __init__(self, path: Path) -> None:
-        self.conn = duckdb.connect(":memory:")
-        self.state = StateStore.attach(self.conn, path)
-        self.differ = Differ(self.conn)
-        self.snapshot = self.state.ensure_snapshot("s", {"id": "VARCHAR"}, {"a": "VARCHAR", "b": "INTEGER"}, ["a", "b"])
-
-    def diff(self, rows: list[tuple[Any, ...]], type_: str = "records", mode: str = "mirror") -> Delta:
-        self.conn.execute("CREATE OR REPLACE TABLE memory.main.model (id VARCHAR, a VARCHAR, b INTEGER)")
-        if rows:
-            self.conn.executemany("INSERT INTO memory.main.model VALUES (?, ?, ?)", rows)
-        return self.differ.diff(model_table="memory.main.model", snapshot_table=self.snapshot.table, columns=COLS,
-                                sync_type=type_, mode=mode)
+class Harness(DiffHarness):
+    """The diff tests' harness, plus chunked acks and what they would run."""
 
     def ack(self, delta: Delta, lo: int, hi: int, not_accepted: list[int] | None = None, rejected: list[int] | None = None) -> None:
         self.differ.ack(delta, self.snapshot.table, lo, hi, not_accepted or [], rejected or [])
