@@ -87,9 +87,8 @@ class SqlWarehouse(Warehouse):
     # BigQuery refuses DDL inside a transaction: there, creating tables is not wrapped.
     TRANSACTIONAL_DDL: ClassVar[bool] = False
     # One cross-process lock on the state for the length of a run (as the DuckDB file has); which
-    # kind is said by state_lock(). LOCK_LEASE_S: how long a lease outlives a killed holder.
+    # kind is said by state_lock().
     SUPPORTS_STATE_LOCK: ClassVar[bool] = True
-    LOCK_LEASE_S: ClassVar[int] = 300
     # Tables without DELETE/UPDATE (Parquet on vanilla Spark), or without multi-statement
     # transactions (Databricks): snapshots and state tables are append-only logs, every row versioned
     # (``__retl_v``, ``__retl_gone``), read as the newest version per key; one acknowledgement is one
@@ -215,7 +214,7 @@ class SqlSession(WarehouseSession):
         # Opens another session for a lock's heartbeat (set by SqlWarehouse.session); None: no heartbeat.
         self.heartbeat: Callable[[], SqlSession] | None = None
         self.state_lock: StateLock | None = None  # taken by open_state, released by cleanup
-        self.lock_lease_s = warehouse.LOCK_LEASE_S  # the profile's state.lock_lease, set by open_state
+        self.lock_lease_s = StateConfig().lock_lease_s  # the profile's state.lock_lease, set by open_state
         self._scratch = 0
         self._in_transaction = False
         self._models: dict[str, str] = {}
