@@ -21,9 +21,11 @@ acknowledged.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,19 @@ from reverse_etl.state import RowError
 
 NO_ANSWER = "no answer from the destination for this row"
 SAMPLE = 5  # rejected rows shown in a run's summary
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While rows are sent, Python's cyclic garbage collector leaves alone the objects that
+    existed before (modules, config, the warehouse session). A full collection of them took
+    ~40 ms here: a stall of every connection that a paced 1,000 requests/s cannot make up.
+    What the run allocates is still collected, and the heap is handed back afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @dataclass
@@ -139,6 +154,16 @@ class DeltaStreamer:
             return max(self.chunk_rows, size // 2)
         return size
 
+    def _span(self, lo: int, size: int, total: int) -> tuple[int, int] | None:
+        """The chunk starting at seq ``lo`` (None past the end). Adaptive chunks taper off at the
+        end, to at most half of what is left: the commit after the last answer, which no sending
+        overlaps, is then a small one."""
+        if lo > total:
+            return None
+        if self.max_chunk_rows is not None:
+            size = min(size, max(self.chunk_rows, (total - lo + 1) // 2))
+        return lo, min(total, lo + size - 1)
+
     async def stream(self) -> None:
         """Send every chunk. Progress is reported as soon as a chunk is answered, and the stop
         request is checked before the next one is sent, so a stop takes effect at that boundary."""
@@ -146,7 +171,7 @@ class DeltaStreamer:
         size = self.chunk_rows
 
         def span(lo: int) -> tuple[int, int] | None:
-            return (lo, min(total, lo + size - 1)) if lo <= total else None
+            return self._span(lo, size, total)
 
         current = span(1)
         if current is None:

@@ -59,7 +59,8 @@ class DestinationConfig(Strict):
     timeout_s: float = Field(default=30.0, gt=0)
     concurrency: int = Field(default=8, ge=1, le=256)
     checkpoint_rows: int | None = Field(
-        default=None, ge=1, description="rows sent between snapshot commits (default: batch_size x concurrency x 4)"
+        default=None, ge=1,
+        description="rows sent between snapshot commits (default: adaptive, from batch_size x concurrency x 4)",
     )
 
     @field_validator("base_url")

@@ -20,6 +20,7 @@ No row ever passes through Python to compute the diff; only the delta is streame
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,11 @@ from reverse_etl.diff.actions import action_rows, holds_rows, outcomes_of
 from reverse_etl.diff.sqlgen import (
     HELD,
     DiffDialect,
+    action_join,
     delta_sql,
     held_table,
     join_sql,
+    needs_old_values,
     snapshot_side,
     spans_from,
     spans_sql,
@@ -68,9 +71,10 @@ class SyncColumns:
 Span = tuple[str, int, int]  # (ack kind, first seq, last seq)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Delta:
-    """The delta table of one sync in the run's engine."""
+    """The delta table of one sync in the run's engine (only ``spans`` changes, once a deferred
+    delta is complete: see :meth:`Differ.complete`)."""
 
     table: str
     columns: SyncColumns
@@ -135,6 +139,10 @@ class Differ:
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
         self._n = 0
+        # Deltas whose rows past the first are still being numbered, on a cursor of their own:
+        # delta table -> (rows stored so far, the build).
+        self._pending: dict[str, tuple[int, Future[tuple[Span, ...] | None]]] = {}
+        self._builder: ThreadPoolExecutor | None = None
 
     def diff(
         self,
@@ -146,33 +154,90 @@ class Differ:
         mode: str,
         full_resync: bool = False,
         model: str = "model",
+        first: int | None = None,
     ) -> Delta:
-        """Build the delta table; raise DataError (and build nothing) on null or duplicate keys."""
+        """Build the delta table; raise DataError (and build nothing) on null or duplicate keys.
+
+        ``first``: store rows ``1..first`` now (a top-N, no sort of every row) and number the
+        rest on another thread, so sending can start while the bulk of a large delta is still
+        being sorted. Read past ``first`` only after :meth:`complete`; :meth:`close` waits for
+        every build. The counts, the fingerprint and the key check never wait: they come from
+        the join.
+        """
         self._n += 1
         joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
         delta = f"memory.main.{quote(f'__retl_delta_{self._n}')}"
         side = snapshot_side(DUCKDB, snapshot_table, columns, lambda t: t)
         self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {join_sql(DUCKDB, model_table, side, columns, full_resync)}")
+        keep_join = False
         try:
             self._check_keys(joined, model_table, side, columns.key, model)
+            added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
+            # Deferred only when the numbering reads nothing but the join (no old identity from the
+            # snapshot, which acknowledgements change meanwhile) and there is more than the head.
+            defer = first is not None and 0 < first < rows and not needs_old_values(columns)
             # Stored in seq order: a chunk's rows are then a few row groups, found by their min/max.
-            query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync)
+            query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, first=first if defer else None)
             self.conn.execute(f'CREATE OR REPLACE TABLE {delta} AS {query} ORDER BY "__retl_seq"')
+            spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
+            if defer:
+                assert first is not None
+                rest = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, after=first)
+                self._builder = self._builder or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retl-delta")
+                self._pending[delta] = (first, self._builder.submit(self._build_rest, delta, joined, rest))
+                keep_join = True  # the build drops it
         finally:
-            self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
-        keys = ", ".join(quote(k) for k in columns.key)
-        counts = self.conn.execute(
-            f"SELECT count(*) FILTER (WHERE __retl_kind = 'added'), count(*) FILTER (WHERE __retl_kind = 'changed'), "
-            f"count(*) FILTER (WHERE __retl_kind = 'removed'), count(*), "
-            f"coalesce(bit_xor(hash(__retl_action, {keys}, __retl_hash, __retl_old_hash)), 0), "
-            f"count(*) FILTER (WHERE __retl_op = 'changed' AND __retl_ack = 'insert'), "
-            f"count(*) FILTER (WHERE __retl_op = 'maybe' OR (__retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH})) "
-            f"FROM {delta}"
+            if not keep_join:
+                self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
+        return Delta(delta, columns, added, changed, removed, rows, fingerprint, split=split,
+                     holds=holds_rows(sync_type, mode), maybe=maybe, spans=spans)
+
+    def _counts(
+        self, joined: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
+    ) -> tuple[int, int, int, int, str, bool, bool]:
+        """Per kind, total, fingerprint, split and maybe of the delta, from the join: one row per
+        delta row (:func:`~reverse_etl.diff.sqlgen.action_join`), no numbering needed."""
+        keys = ", ".join(f"j.{quote(k)}" for k in columns.key)
+        row = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE a.kind = 'added'), count(*) FILTER (WHERE a.kind = 'changed'), "
+            "count(*) FILTER (WHERE a.kind = 'removed'), count(*), "
+            f"coalesce(bit_xor(hash(a.action, {keys}, j.__retl_hash, j.__retl_old_hash)), 0), "
+            "count(*) FILTER (WHERE j.__retl_op = 'changed' AND a.ack = 'insert'), "
+            f"count(*) FILTER (WHERE j.__retl_op = 'maybe' OR (j.__retl_op = 'removed' AND j.__retl_old_hash = {MAYBE_HASH})) "
+            f"FROM {action_join(DUCKDB, joined, sync_type, mode, full_resync)}"
         ).fetchone()
-        assert counts is not None
-        return Delta(delta, columns, int(counts[0]), int(counts[1]), int(counts[2]), int(counts[3]),
-                     f"{counts[3]}:{counts[4]:x}", split=bool(counts[5]), holds=holds_rows(sync_type, mode),
-                     maybe=bool(counts[6]), spans=spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone()))
+        assert row is not None
+        return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), f"{row[3]}:{row[4]:x}", bool(row[5]), bool(row[6]))
+
+    def _build_rest(self, delta: str, joined: str, query: str) -> tuple[Span, ...] | None:
+        """Append the delta's rows past its head, in seq order; the whole delta's spans."""
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(f'INSERT INTO {delta} BY NAME {query} ORDER BY "__retl_seq"')
+            return spans_of(cursor.execute(spans_sql(DUCKDB, delta)).fetchone())
+        finally:
+            try:
+                cursor.execute(f"DROP TABLE IF EXISTS {joined}")
+            finally:
+                cursor.close()
+
+    def complete(self, delta: Delta, hi: int) -> None:
+        """Make rows ``..hi`` readable: past a deferred delta's head, wait for the rest of it
+        (raising its error, if the build failed)."""
+        pending = self._pending.get(delta.table)
+        if pending is None or hi <= pending[0]:
+            return
+        del self._pending[delta.table]
+        delta.spans = pending[1].result()
+
+    def close(self) -> None:
+        """Wait for every deferred build (the connection must be idle before it is closed)."""
+        pending, self._pending = self._pending, {}
+        if pending:
+            wait([future for _, future in pending.values()])
+        if self._builder is not None:
+            self._builder.shutdown(wait=True)
+            self._builder = None
 
     def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
         """Null and duplicate keys, proven from counts the join already made.

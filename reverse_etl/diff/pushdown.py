@@ -58,6 +58,8 @@ class SqlDiffer(Differ):
         self.session = session
         self._n = 0
         self.dialect = DiffDialect(CANONICAL, session.row_hash, MAYBE)
+        self._pending = {}  # never deferred: see diff()
+        self._builder = None
 
     def diff(
         self,
@@ -69,7 +71,10 @@ class SqlDiffer(Differ):
         mode: str,
         full_resync: bool = False,
         model: str = "model",
+        first: int | None = None,
     ) -> Delta:
+        """The delta, built whole (``first`` is not used: numbering in the warehouse while rows
+        are sent would take a second session there)."""
         s = self.session
         d = self.dialect
         current = snapshot_side(d, snapshot_table, columns, lambda t: s.current(t, columns.key))

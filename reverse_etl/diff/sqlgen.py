@@ -101,19 +101,36 @@ def join_sql(d: DiffDialect, model_table: str, side: str, columns: SyncColumns, 
     )
 
 
-def delta_sql(
-    d: DiffDialect, joined: str, side: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
-) -> str:
-    """Expand each join row into the writer's actions (an audience identity change becomes a
-    leave and a join) by joining a tiny constant table, and number the rows in send order."""
+def action_join(d: DiffDialect, joined: str, sync_type: str, mode: str, full_resync: bool) -> str:
+    """The join rows expanded into the writer's actions (an audience identity change becomes a
+    leave and a join) by joining a tiny constant table ``a``: one row per delta row."""
     q = d.q
-    key = columns.key
-    others = [c for c in columns.all if c not in key]
     # op/action/kind/ack are constants of this package, never user input.
     mapping = ", ".join(
         f"({d.lit(op)}, {d.lit(action)}, {d.lit(kind)}, {d.lit(ack)}, {order}, {d.lit(use_old)})"
         for op, action, kind, ack, order, use_old in action_rows(sync_type, mode, full_resync)
     )
+    names = ("op", "action", "kind", "ack", "ord", "use_old")
+    return f"{joined} AS j JOIN (VALUES {mapping}) AS a({d.cols(names)}) ON a.{q('op')} = j.{q('__retl_op')}"
+
+
+def needs_old_values(columns: SyncColumns) -> bool:
+    """Whether the delta reads the snapshot again, for the old identity of removals and leaves."""
+    return any(c in columns.values for c in columns.identity)
+
+
+def delta_sql(
+    d: DiffDialect, joined: str, side: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool,
+    *, first: int | None = None, after: int | None = None,
+) -> str:
+    """The delta rows, numbered in send order (``__retl_seq``): removals first, then by key.
+
+    ``first``: only rows ``1..first``, numbered after a top-N cut instead of a sort of every
+    row. ``after``: only rows past ``after`` (the rest of a delta whose first rows are stored).
+    """
+    q = d.q
+    key = columns.key
+    others = [c for c in columns.all if c not in key]
     identity = [c for c in columns.identity if c in columns.values]
     projected = [f"j.{q(k)}" for k in key]
     for c in others:
@@ -128,13 +145,24 @@ def delta_sql(
             f" LEFT JOIN (SELECT {d.cols([*key, *identity])}, {h} FROM {side}) AS s "
             f"ON j.{op} <> 'added' AND {d.match(key, 's', 'j')} AND s.{h} = j.{old_h}"
         )
-    names = ("op", "action", "kind", "ack", "ord", "use_old")
-    return (
-        f"SELECT ROW_NUMBER() OVER (ORDER BY a.{q('ord')}, {d.cols(key, 'j')}) AS {q('__retl_seq')}, j.{op}, "
-        f"a.{q('kind')} AS {q('__retl_kind')}, a.{q('action')} AS {q('__retl_action')}, a.{q('ack')} AS {q('__retl_ack')}, "
-        f"{', '.join(projected)}, j.{h}, j.{old_h} "
-        f"FROM {joined} AS j JOIN (VALUES {mapping}) AS a({d.cols(names)}) ON a.{q('op')} = j.{op}{old_join}"
+    rest = (
+        f"j.{op}, a.{q('kind')} AS {q('__retl_kind')}, a.{q('action')} AS {q('__retl_action')}, "
+        f"a.{q('ack')} AS {q('__retl_ack')}, {', '.join(projected)}, j.{h}, j.{old_h} "
+        f"FROM {action_join(d, joined, sync_type, mode, full_resync)}{old_join}"
     )
+    order = f"a.{q('ord')}, {d.cols(key, 'j')}"
+    seq = q("__retl_seq")
+    if first is not None:
+        ordinal = q("__retl_ord")
+        names = ["__retl_op", "__retl_kind", "__retl_action", "__retl_ack", *key, *others, "__retl_hash", "__retl_old_hash"]
+        return (
+            f"SELECT ROW_NUMBER() OVER (ORDER BY t.{ordinal}, {d.cols(key, 't')}) AS {seq}, {d.cols(names, 't')} "
+            f"FROM (SELECT a.{q('ord')} AS {ordinal}, {rest} ORDER BY {order} LIMIT {int(first)}) AS t"
+        )
+    numbered = f"SELECT ROW_NUMBER() OVER (ORDER BY {order}) AS {seq}, {rest}"
+    if after is not None:
+        return f"SELECT * FROM ({numbered}) AS n WHERE {seq} > {int(after)}"
+    return numbered
 
 
 def spans_sql(d: DiffDialect, delta: str) -> str:
@@ -166,4 +194,4 @@ def spans_from(row: Sequence[Any] | None) -> dict[str, tuple[int, int]] | None:
     return out
 
 
-__all__ = ["ACK_KINDS", "HELD", "DiffDialect", "delta_sql", "held_table", "join_sql", "snapshot_side", "spans_from", "spans_sql"]
+__all__ = ["ACK_KINDS", "HELD", "DiffDialect", "action_join", "delta_sql", "held_table", "join_sql", "needs_old_values", "snapshot_side", "spans_from", "spans_sql"]
