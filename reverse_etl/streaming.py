@@ -154,16 +154,6 @@ class DeltaStreamer:
             return max(self.chunk_rows, size // 2)
         return size
 
-    def _span(self, lo: int, size: int, total: int) -> tuple[int, int] | None:
-        """The chunk starting at seq ``lo`` (None past the end). Adaptive chunks taper off at the
-        end, to at most half of what is left: the commit after the last answer, which no sending
-        overlaps, is then a small one."""
-        if lo > total:
-            return None
-        if self.max_chunk_rows is not None:
-            size = min(size, max(self.chunk_rows, (total - lo + 1) // 2))
-        return lo, min(total, lo + size - 1)
-
     async def stream(self) -> None:
         """Send every chunk. Progress is reported as soon as a chunk is answered, and the stop
         request is checked before the next one is sent, so a stop takes effect at that boundary."""
@@ -171,7 +161,7 @@ class DeltaStreamer:
         size = self.chunk_rows
 
         def span(lo: int) -> tuple[int, int] | None:
-            return self._span(lo, size, total)
+            return (lo, min(total, lo + size - 1)) if lo <= total else None
 
         current = span(1)
         if current is None:

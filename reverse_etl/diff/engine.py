@@ -50,6 +50,7 @@ OLD = "__retl_old__"
 # hashed columns hashes to 0), so such a row is never "same": while in the model it is sent again
 # (as added), and once gone from the model its removal is sent.
 MAYBE_HASH = 1
+HEAD_SHARE = 12  # a deferred delta's head is at least this share of it (see Differ.diff)
 
 DUCKDB = DiffDialect("duckdb", lambda columns, alias: sql(row_hash(list(columns), alias)), str(MAYBE_HASH))
 
@@ -158,8 +159,8 @@ class Differ:
     ) -> Delta:
         """Build the delta table; raise DataError (and build nothing) on null or duplicate keys.
 
-        ``first``: store rows ``1..first`` now (a top-N, no sort of every row) and number the
-        rest on another thread, so sending can start while the bulk of a large delta is still
+        ``first``: store rows ``1..first`` (or a twelfth of the delta, if more) now, by a top-N
+        instead of a sort of every row, and number the rest on another thread, so sending can start while the bulk of a large delta is still
         being sorted. Read past ``first`` only after :meth:`complete`; :meth:`close` waits for
         every build. The counts, the fingerprint and the key check never wait: they come from
         the join.
@@ -173,6 +174,8 @@ class Differ:
         try:
             self._check_keys(joined, model_table, side, columns.key, model)
             added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
+            # Numbering the rest takes longer the larger the delta: the head grows with it.
+            first = None if first is None else max(first, rows // HEAD_SHARE)
             # Deferred only when the numbering reads nothing but the join (no old identity from the
             # snapshot, which acknowledgements change meanwhile) and there is more than the head.
             defer = first is not None and 0 < first < rows and not needs_old_values(columns)

@@ -30,25 +30,3 @@ def test_a_configured_checkpoint_is_fixed() -> None:
     s = streamer(None)
     assert s._grow(600, 0.01) == 600 and s._grow(600, 10) == 600
 
-
-def chunks(s: DeltaStreamer, total: int, size: int) -> list[int]:
-    """The sizes of the chunks a run of ``total`` rows is cut into at a steady ``size``."""
-    out: list[int] = []
-    current = s._span(1, size, total)
-    while current is not None:
-        lo, hi = current
-        out.append(hi - lo + 1)
-        current = s._span(hi + 1, size, total)
-    return out
-
-
-def test_adaptive_chunks_taper_off_at_the_end_so_the_last_commit_is_small() -> None:
-    sizes = chunks(streamer(50_000), 200_000, 50_000)
-    assert sum(sizes) == 200_000
-    assert sizes[:3] == [50_000, 50_000, 50_000]  # half of what is left, at most
-    assert sizes[-1] <= 600 and sizes == sorted(sizes, reverse=True)  # down to the first chunk's size
-    assert chunks(streamer(50_000), 500, 50_000) == [500]  # a delta smaller than one chunk: one chunk
-
-
-def test_configured_chunks_do_not_taper() -> None:
-    assert chunks(streamer(None), 2_000, 600) == [600, 600, 600, 200]
