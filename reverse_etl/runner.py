@@ -305,11 +305,12 @@ HEAD_CHUNKS = 1 + 2 + 4
 
 def checkpoint_rows(destination: Destination) -> int:
     """Rows per chunk (snapshot commit): the profile's ``checkpoint_rows``, else the first chunk of
-    an adaptive run: four batches per connection. Sending starts early, and a chunk still takes
-    longer to send than the next one takes to fetch and stage and the last one to commit (~10 ms
-    each), so the connections do not wait on the database; later chunks grow."""
+    an adaptive run: 32 batches, or one per connection if there are more. Sending starts early,
+    and at Braze's pace a chunk still takes longer to send than the next one takes to fetch and
+    stage and the last one to commit (~10 ms each), so the connections do not wait on the
+    database; later chunks grow."""
     config = destination.config
-    return config.checkpoint_rows or max(500, destination.batch_size * config.concurrency * 4)
+    return config.checkpoint_rows or max(500, destination.batch_size * max(config.concurrency, 32))
 
 
 # --- Writer.state: what a writer may keep and read in the state store ---------------------

@@ -60,7 +60,7 @@ class DestinationConfig(Strict):
     concurrency: int = Field(default=8, ge=1, le=256)
     checkpoint_rows: int | None = Field(
         default=None, ge=1,
-        description="rows sent between snapshot commits (default: adaptive, from batch_size x concurrency x 4)",
+        description="rows sent between snapshot commits (default: adaptive, from batch_size x max(concurrency, 32))",
     )
 
     @field_validator("base_url")

@@ -96,8 +96,8 @@ def test_rate_limiter_paces_evenly() -> None:
     assert 0.18 <= elapsed < 0.6  # 10 intervals of 20 ms, no initial burst beyond one request
 
 
-def test_default_burst_is_one_percent_of_a_second() -> None:
-    assert RateLimiter(980).capacity == 9
+def test_default_burst_is_two_percent_of_a_second() -> None:
+    assert RateLimiter(980).capacity == 19  # Braze: 2,940 + 19 in any 3 s, under its 3,000
     assert RateLimiter(10).capacity == 1  # ODP's 10/s sliding window: never more than one at once
     assert RateLimiter(None).rate is None
 
