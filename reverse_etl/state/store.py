@@ -94,13 +94,12 @@ class DuckDBStateStore(StateStore):
             conn.close()
 
     def _version(self) -> int:
-        exists = self.conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND table_name = '_retl_migrations'",
-            [CATALOG],
-        ).fetchone()
-        if not exists or not exists[0]:
-            return 0
-        row = self.conn.execute(f"SELECT max(version) FROM {CATALOG}._retl_migrations").fetchone()
+        # Asked directly: listing duckdb_tables() walks every table of every attached database,
+        # the user's warehouse included.
+        try:
+            row = self.conn.execute(f"SELECT max(version) FROM {CATALOG}._retl_migrations").fetchone()
+        except duckdb.CatalogException:
+            return 0  # a new state file: no migration applied yet
         return int(row[0] or 0) if row else 0
 
     def _check_version(self) -> None:
