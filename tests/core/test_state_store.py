@@ -24,8 +24,8 @@ def test_a_state_file_from_a_newer_reverse_etl_is_refused(tmp_path: Path) -> Non
     with DuckDBStateStore.open(path) as store:
         store.conn.execute(f"INSERT INTO {CATALOG}._retl_migrations VALUES ({LATEST + 1}, 'from the future', now())")
     for read_only in (False, True):
-        with pytest.raises(StateError, match=f"schema version {LATEST + 1}, newer than"):
-            with DuckDBStateStore.open(path, read_only=read_only):
-                pass
+        with pytest.raises(StateError, match=f"schema version {LATEST + 1}, newer than"), \
+                DuckDBStateStore.open(path, read_only=read_only):
+            pass
     with duckdb.connect(str(path)) as conn:  # refused, not touched
         assert conn.execute("SELECT max(version) FROM _retl_migrations").fetchone() == (LATEST + 1,)
