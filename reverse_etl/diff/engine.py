@@ -160,10 +160,10 @@ class Differ:
         """Build the delta table; raise DataError (and build nothing) on null or duplicate keys.
 
         ``first``: store rows ``1..first`` (or a twelfth of the delta, if more) now, by a top-N
-        instead of a sort of every row, and number the rest on another thread, so sending can start while the bulk of a large delta is still
-        being sorted. Read past ``first`` only after :meth:`complete`; :meth:`close` waits for
-        every build. The counts, the fingerprint and the key check never wait: they come from
-        the join.
+        instead of a sort of every row, and number the rest on another thread, so sending can
+        start while the bulk of a large delta is still being sorted. Read past ``first`` only
+        after :meth:`complete`; :meth:`close` waits for every build. The counts, the fingerprint
+        and the key check never wait: they come from the join.
         """
         self._n += 1
         joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
