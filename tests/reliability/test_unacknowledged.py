@@ -24,6 +24,16 @@ from tests.helpers import audience_sync, records_sync, set_model, values_sql, wr
 TRAITS = ["user_id", "plan"]
 
 
+def traits_mirror(root: Path, url: str, rows: list[tuple[str, str]], **options: object) -> None:
+    """A project mirroring users' ``plan`` to the Braze emulator at ``url`` (``options``: the
+    destination's delivery settings)."""
+    write_project(
+        root, models={"traits": values_sql(TRAITS, rows)},
+        syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
+        destinations={"braze": {"type": "braze", "base_url": url, "api_key": "sandbox-key", **options}},
+    )
+
+
 def lose_every_answer(emulator: BrazeEmulator) -> None:
     emulator.faults = Faults(lost_reply_rate=1.0)
 
@@ -31,11 +41,7 @@ def lose_every_answer(emulator: BrazeEmulator) -> None:
 def test_in_flight_rows_removed_from_a_records_mirror_are_cleared(tmp_path: Path) -> None:
     emulator = BrazeEmulator()
     with SandboxServer(emulator) as server:
-        write_project(
-            tmp_path, models={"traits": values_sql(TRAITS, [("u1", "pro"), ("u2", "team")])},
-            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
-            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key", "max_retries": 0}},
-        )
+        traits_mirror(tmp_path, server.url, [("u1", "pro"), ("u2", "team")], max_retries=0)
         lose_every_answer(emulator)
         first = reverse_etl.sync(tmp_path).runs[0]
         assert (first.sent, first.failed) == (0, 2)  # applied, but the runner cannot know
@@ -77,11 +83,7 @@ def script(emulator: BrazeEmulator, *faults: Faults) -> None:
 def test_a_row_applied_then_rejected_on_the_retry_is_still_removed(tmp_path: Path) -> None:
     emulator = BrazeEmulator()
     with SandboxServer(emulator) as server:
-        write_project(
-            tmp_path, models={"traits": values_sql(TRAITS, [("u1", "pro")])},
-            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
-            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key", "max_retries": 1}},
-        )
+        traits_mirror(tmp_path, server.url, [("u1", "pro")], max_retries=1)
         # the request is applied but its answer lost; the retry is refused (as a create-only API
         # refuses what exists, or a validation that depends on the profile's current state)
         script(emulator, Faults(lost_reply_rate=1.0), Faults(reject_rate=1.0))
@@ -110,12 +112,7 @@ def test_rows_held_for_a_chunk_never_sent_get_no_removal(tmp_path: Path) -> None
     rows = [(f"u{i}", "pro") for i in range(1, 7)]
     emulator = BrazeEmulator()
     with SandboxServer(emulator) as server:
-        write_project(
-            tmp_path, models={"traits": values_sql(TRAITS, rows)},
-            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
-            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key",
-                                    "batch_size": 1, "concurrency": 1, "checkpoint_rows": 2}},
-        )
+        traits_mirror(tmp_path, server.url, rows, batch_size=1, concurrency=1, checkpoint_rows=2)
         stop = threading.Event()
         first = reverse_etl.sync(tmp_path, stop=stop, reporter=StopAfterFirstChunk(stop)).runs[0]
         assert (first.status, first.sent) == ("interrupted", 2)
@@ -141,12 +138,7 @@ def test_a_key_revoked_mid_chunk_keeps_what_was_delivered_and_holds_nothing_refu
 
     emulator.dispatch = revoke_after_two  # type: ignore[method-assign]
     with SandboxServer(emulator) as server:
-        write_project(
-            tmp_path, models={"traits": values_sql(TRAITS, rows)},
-            syncs={"traits": [records_sync(mode="mirror", fields={"plan": "plan"})]},
-            destinations={"braze": {"type": "braze", "base_url": server.url, "api_key": "sandbox-key",
-                                    "batch_size": 1, "concurrency": 1, "checkpoint_rows": 4}},
-        )
+        traits_mirror(tmp_path, server.url, rows, batch_size=1, concurrency=1, checkpoint_rows=4)
         first = reverse_etl.sync(tmp_path).runs[0]
         assert first.status == "error" and "401" in (first.error or "")
         assert (first.sent, first.failed) == (2, 2)  # u1, u2 delivered; u3, u4 refused unread
