@@ -105,8 +105,7 @@ class Runner:
         self, session: WarehouseSession, state: StateStore, differ: Differ, sync: SyncDef, *, full_resync: bool, limit: int,
         preview: bool,
     ) -> Prepared:
-        """Diff one sync and plan it. For a sync (not a preview) only the delta's first chunks are
-        numbered before sending starts; the rest is numbered while they are sent."""
+        """Diff one sync and plan it."""
         c = sync.config
         destination = self.project.destination(sync)
         columns = sync_columns(sync, destination)
@@ -125,7 +124,6 @@ class Runner:
         delta = differ.diff(
             model_table=model_table, snapshot_table=snapshot.table, columns=columns,
             sync_type=c.type, mode=c.effective_mode, full_resync=full_resync, model=c.model,
-            first=None if preview else HEAD_CHUNKS * checkpoint_rows(destination),
         )
         guard_error = _guard(c.guard, delta, snapshot_rows)
         plan = SyncPlan(
@@ -167,10 +165,7 @@ class Runner:
         syncs = self.project.select(selectors)
         with self._session(syncs) as (session, state), Sandboxes(self.project.root) as sandboxes:
             differ = session.differ()
-            try:
-                return self._sync_all(session, state, differ, sandboxes, syncs, full_resync, force, plan_file, trigger)
-            finally:
-                differ.close()
+            return self._sync_all(session, state, differ, sandboxes, syncs, full_resync, force, plan_file, trigger)
 
     def _sync_all(
         self, session: WarehouseSession, state: StateStore, differ: Differ, sandboxes: Sandboxes, syncs: list[SyncDef],
@@ -263,7 +258,6 @@ class Runner:
             await writer.prepare()
 
             def fetch(lo: int, hi: int) -> DeltaChunk:
-                differ.complete(item.delta, hi)  # past the first chunks: wait until all are numbered
                 # Rows about to be sent are first recorded as maybe held (Differ.hold): if no answer
                 # comes, a later removal of them from the model is still sent.
                 differ.hold(item.delta, item.snapshot_table, lo, hi)
@@ -297,10 +291,6 @@ class Runner:
 
 
 MAX_CHECKPOINT_ROWS = 50_000  # the largest adaptive chunk: at most one is resent after a crash
-# Rows numbered before sending starts, in first chunks: the first three, as adaptive chunks double
-# (~0.2 s of sending at Braze's rate); Differ.diff raises it to a twelfth of a larger delta, as
-# numbering the rest takes longer.
-HEAD_CHUNKS = 1 + 2 + 4
 
 
 def checkpoint_rows(destination: Destination) -> int:

@@ -6,14 +6,17 @@ Per chunk of ``checkpoint_rows`` delta rows::
 
 Fetch, stage and ack run on one worker thread (the database connection is used by one thread
 at a time, and DuckDB / Arrow / the JSON encoder release the GIL while they work); send runs
-on the event loop. For a ``PIPELINED`` writer the worker commits chunk k-1 and fetches and
-stages chunk k+1 while chunk k is on the wire, so neither payloads nor snapshot commits hold up
-the HTTP pipe. Other writers (those that use ``Writer.state`` while sending) run the steps one
-after another.
+on the event loop. For a ``PIPELINED`` writer the worker fetches and stages chunk k+1, then
+commits chunk k-1, while chunk k is on the wire, so neither payloads nor snapshot commits hold
+up the HTTP pipe. With adaptive chunks, chunks answered while a commit still runs (the small
+first ones are sent faster than a commit takes) wait and are committed together by the next
+one, so the fetch of the next chunk never queues behind two commits. Other writers (those that
+use ``Writer.state`` while sending) run the steps one after another.
 
 The snapshot rule is unchanged: a chunk's accepted rows enter the snapshot in one transaction
 after the chunk's requests are answered. A process killed mid-run leaves out at most the chunk
-on the wire and the one being committed; the next run's diff sends them again. A stop request
+on the wire, the commit in progress and the chunks answered while it runs (fewer than
+``max_chunk_rows`` rows); the next run's diff sends them again. A stop request
 (SIGTERM) is checked before each chunk is sent: the run ends there with everything it sent
 acknowledged.
 """
@@ -56,6 +59,16 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A chunk the destination answered, waiting for its snapshot commit."""
+
+    lo: int
+    hi: int
+    chunk: DeltaChunk
+    outcome: ChunkResult
+
+
 @dataclass
 class Acked:
     """What one chunk's acknowledgement added to the run's counts."""
@@ -96,16 +109,25 @@ class DeltaStreamer:
         chunk = self.fetch(lo, hi)
         return chunk, self.writer.stage(chunk)
 
-    def _acknowledge(self, lo: int, hi: int, chunk: DeltaChunk, outcome: ChunkResult) -> Acked:
-        accepted = set(outcome.accepted)
-        not_accepted = [seq for seq in chunk.seqs if seq not in accepted]
-        # Rejected rows are not held by the destination, unless an earlier attempt of their request
-        # may have applied them; rows without an answer may be held too (Differ.hold).
-        conclusive = outcome.conclusive_rejections
-        self.ack(lo, hi, not_accepted, [seq for seq in not_accepted if seq in conclusive])
-        errors = self._row_errors(chunk, not_accepted, outcome)
+    def _acknowledge(self, answered: list[Answered]) -> Acked:
+        """Commit consecutive answered chunks to the snapshot in one transaction."""
+        not_accepted: list[int] = []
+        rejected: list[int] = []
+        errors: list[RowError] = []
+        rows = 0
+        for item in answered:
+            accepted = set(item.outcome.accepted)
+            missing = [seq for seq in item.chunk.seqs if seq not in accepted]
+            # Rejected rows are not held by the destination, unless an earlier attempt of their
+            # request may have applied them; rows without an answer may be held too (Differ.hold).
+            conclusive = item.outcome.conclusive_rejections
+            not_accepted += missing
+            rejected += [seq for seq in missing if seq in conclusive]
+            errors += self._row_errors(item.chunk, missing, item.outcome)
+            rows += len(item.chunk)
+        self.ack(answered[0].lo, answered[-1].hi, not_accepted, rejected)
         self.record_errors(errors)
-        return Acked(len(chunk) - len(not_accepted), errors)
+        return Acked(rows - len(not_accepted), errors)
 
     def _release(self, lo: int, hi: int, chunk: DeltaChunk) -> None:
         """A chunk fetched (and its added rows held as maybe held) but never sent, because the run
@@ -161,15 +183,47 @@ class DeltaStreamer:
         size = self.chunk_rows
 
         def span(lo: int) -> tuple[int, int] | None:
-            return (lo, min(total, lo + size - 1)) if lo <= total else None
+            if lo > total:
+                return None
+            rows = size
+            if self.max_chunk_rows is not None:  # taper: the commit no sending overlaps is a small one
+                rows = min(size, max(self.chunk_rows, (total - lo + 1) // 2))
+            return lo, min(total, lo + rows - 1)
 
         current = span(1)
         if current is None:
             return
         loop = asyncio.get_running_loop()
         pipelined = self.writer.PIPELINED
+        # Adaptive chunks: chunks answered while a commit runs wait for the next one, together,
+        # so commits never hold up the fetch of the chunk to send next (small first chunks are
+        # sent faster than one commit each takes). A fixed checkpoint_rows: a commit per chunk.
+        coalesce = pipelined and self.max_chunk_rows is not None
+        answered: list[Answered] = []  # answered, not yet committed
         acking: asyncio.Future[Acked] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retl-db") as worker:
+
+            async def commit(*, wait: bool) -> None:
+                """Commit the answered chunks; while a commit runs, unless ``wait``, they wait for it
+                (up to ``max_chunk_rows`` rows of them)."""
+                nonlocal acking, answered
+                if acking is not None:
+                    waiting = sum(a.hi - a.lo + 1 for a in answered)
+                    if not wait and not acking.done() and waiting < (self.max_chunk_rows or 0):
+                        return
+                    done, acking = acking, None
+                    self._count(await done)
+                if answered:
+                    acking, answered = loop.run_in_executor(worker, self._acknowledge, answered), []
+
+            async def drain() -> None:
+                """Commit every answered chunk and wait until it is committed."""
+                nonlocal acking
+                await commit(wait=True)
+                if acking is not None:
+                    done, acking = acking, None
+                    self._count(await done)
+
             loading: asyncio.Future[tuple[DeltaChunk, Any]] | None = loop.run_in_executor(worker, self._load, *current)
             loaded = current  # the span ``loading`` fetches (and holds)
             try:
@@ -186,25 +240,21 @@ class DeltaStreamer:
                     following = span(hi + 1)
                     if following and pipelined:  # fetched and staged while this chunk is on the wire
                         loading, loaded = loop.run_in_executor(worker, self._load, *following), following
+                    if answered:  # the previous chunk's commit runs while this one is sent, after that fetch
+                        await commit(wait=not coalesce)
                     started = time.monotonic()
                     try:
                         outcome = await self.writer.send(staged)
                     except AuthError as exc:
                         # The run stops; what the chunk's other requests did is acknowledged first.
                         if isinstance(exc.partial, ChunkResult):
-                            if acking is not None:
-                                self._count(await acking)
-                            acking = loop.run_in_executor(worker, self._acknowledge, lo, hi, chunk, exc.partial)
+                            answered.append(Answered(lo, hi, chunk, exc.partial))
                         raise
                     size = self._grow(size, time.monotonic() - started)
                     self.reporter.progress(self.run.sync, hi, total)
-                    if acking is not None:  # the previous chunk's commit ran while this one was sent
-                        self._count(await acking)
-                    acking = loop.run_in_executor(worker, self._acknowledge, lo, hi, chunk, outcome)
+                    answered.append(Answered(lo, hi, chunk, outcome))
                     if not pipelined:  # the writer may use the state store while it sends
-                        self._count(await acking)
-                        acking = None
-                    if loading is None:
+                        await drain()
                         following = span(hi + 1)
                         if following:
                             loading, loaded = loop.run_in_executor(worker, self._load, *following), following
@@ -216,5 +266,4 @@ class DeltaStreamer:
                     await asyncio.wait([loading])
                     if not loading.cancelled() and loading.exception() is None:  # a fetch error after a send error is secondary
                         await loop.run_in_executor(worker, self._release, *loaded, loading.result()[0])
-                if acking is not None:
-                    self._count(await acking)
+                await drain()

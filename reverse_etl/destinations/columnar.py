@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import duckdb
@@ -99,14 +100,22 @@ def to_sql(expr: Expr, schema: pa.Schema) -> str:
     return f"json_object({pairs})"
 
 
+@cache
+def _engine() -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB for rendering JSON. Opening a database costs ~11 ms, a
+    connection to an open one (``cursor()``) ~0.01 ms: one per process, one cursor per encoder."""
+    return duckdb.connect(":memory:")
+
+
 class JsonEncoder:
-    """Renders one JSON text per row of an Arrow table, with a private in-memory DuckDB.
+    """Renders one JSON text per row of an Arrow table, on its own connection to an in-memory
+    DuckDB (the Arrow chunk is registered on that connection only).
 
     Thread-safe: one call at a time (the runner stages chunks in a worker thread).
     """
 
     def __init__(self) -> None:
-        self._conn = duckdb.connect(":memory:")
+        self._conn = _engine().cursor()
         self._conn.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
 

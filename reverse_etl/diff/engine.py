@@ -20,7 +20,6 @@ No row ever passes through Python to compute the diff; only the delta is streame
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +29,13 @@ from reverse_etl.diff.actions import action_rows, holds_rows, outcomes_of
 from reverse_etl.diff.sqlgen import (
     HELD,
     DiffDialect,
+    action_columns,
     action_join,
     delta_sql,
     held_table,
     join_sql,
-    needs_old_values,
+    one_row_per_op,
+    send_order,
     snapshot_side,
     spans_from,
     spans_sql,
@@ -50,7 +51,6 @@ OLD = "__retl_old__"
 # hashed columns hashes to 0), so such a row is never "same": while in the model it is sent again
 # (as added), and once gone from the model its removal is sent.
 MAYBE_HASH = 1
-HEAD_SHARE = 12  # a deferred delta's head is at least this share of it (see Differ.diff)
 
 DUCKDB = DiffDialect("duckdb", lambda columns, alias: sql(row_hash(list(columns), alias)), str(MAYBE_HASH))
 
@@ -74,8 +74,7 @@ Span = tuple[str, int, int]  # (ack kind, first seq, last seq)
 
 @dataclass
 class Delta:
-    """The delta table of one sync in the run's engine (only ``spans`` changes, once a deferred
-    delta is complete: see :meth:`Differ.complete`)."""
+    """The delta table of one sync in the run's engine."""
 
     table: str
     columns: SyncColumns
@@ -140,10 +139,6 @@ class Differ:
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
         self._n = 0
-        # Deltas whose rows past the first are still being numbered, on a cursor of their own:
-        # delta table -> (rows stored so far, the build).
-        self._pending: dict[str, tuple[int, Future[tuple[Span, ...] | None]]] = {}
-        self._builder: ThreadPoolExecutor | None = None
 
     def diff(
         self,
@@ -155,40 +150,46 @@ class Differ:
         mode: str,
         full_resync: bool = False,
         model: str = "model",
-        first: int | None = None,
     ) -> Delta:
-        """Build the delta table; raise DataError (and build nothing) on null or duplicate keys.
+        """Build the delta; raise DataError (and build nothing) on null or duplicate keys.
 
-        ``first``: store rows ``1..first`` (or a twelfth of the delta, if more) now, by a top-N
-        instead of a sort of every row, and number the rest on another thread, so sending can
-        start while the bulk of a large delta is still being sorted. Read past ``first`` only
-        after :meth:`complete`; :meth:`close` waits for every build. The counts, the fingerprint
-        and the key check never wait: they come from the join.
+        The delta's rows are stored sorted in send order and numbered by position:
+        ``Delta.table`` is a view that reads ``__retl_seq`` as ``rowid + 1`` (a seq range is then
+        a row range, which DuckDB pushes into the scan). Where each join row is at most one
+        delta row (:func:`~reverse_etl.diff.sqlgen.one_row_per_op`), the join itself is stored
+        in send order and the delta is its first rows: no second table. Otherwise the delta is
+        stored sorted from the join. A sort costs far less than a ``ROW_NUMBER()`` window
+        over the same rows. Counts, fingerprint and the key check come from the join.
         """
         self._n += 1
         joined = f"memory.main.{quote(f'__retl_join_{self._n}')}"
         delta = f"memory.main.{quote(f'__retl_delta_{self._n}')}"
         side = snapshot_side(DUCKDB, snapshot_table, columns, lambda t: t)
-        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS {join_sql(DUCKDB, model_table, side, columns, full_resync)}")
+        positional = one_row_per_op(columns, sync_type, mode, full_resync)
+        order = send_order(DUCKDB, columns, sync_type, mode, full_resync) if positional else None
+        self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS "
+                          f"{join_sql(DUCKDB, model_table, side, columns, full_resync, order=order)}")
         keep_join = False
         try:
-            self._check_keys(joined, model_table, side, columns.key, model)
+            join_rows = self._check_keys(joined, model_table, side, columns.key, model)
             added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
-            # Numbering the rest takes longer the larger the delta: the head grows with it.
-            first = None if first is None else max(first, rows // HEAD_SHARE)
-            # Deferred only when the numbering reads nothing but the join (no old identity from the
-            # snapshot, which acknowledgements change meanwhile) and there is more than the head.
-            defer = first is not None and 0 < first < rows and not needs_old_values(columns)
-            # Stored in seq order: a chunk's rows are then a few row groups, found by their min/max.
-            query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, first=first if defer else None)
-            self.conn.execute(f'CREATE OR REPLACE TABLE {delta} AS {query} ORDER BY "__retl_seq"')
+            # The view reads all of its table: rows the mode does not send (sorted last) would be
+            # rows of the delta. (Nor does the view filter them by rowid: DuckDB 2.0's late
+            # materialization of a top-N then fails on it.)
+            if positional and join_rows == rows:
+                others = [c for c in columns.all if c not in columns.key]
+                self.conn.execute(
+                    f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", j."__retl_op", '
+                    f"{action_columns(DUCKDB, sync_type, mode, full_resync, 'j')}, {DUCKDB.cols([*columns.key, *others], 'j')}, "
+                    f'j."__retl_hash", j."__retl_old_hash" FROM {joined} AS j'
+                )
+                keep_join = True  # the delta's rows
+            else:
+                stored = f"memory.main.{quote(f'__retl_delta_{self._n}__rows')}"
+                query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, numbered=False)
+                self.conn.execute(f"CREATE OR REPLACE TABLE {stored} AS {query}")
+                self.conn.execute(f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", * FROM {stored}')
             spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
-            if defer:
-                assert first is not None
-                rest = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, after=first)
-                self._builder = self._builder or ThreadPoolExecutor(max_workers=1, thread_name_prefix="retl-delta")
-                self._pending[delta] = (first, self._builder.submit(self._build_rest, delta, joined, rest))
-                keep_join = True  # the build drops it
         finally:
             if not keep_join:
                 self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
@@ -212,38 +213,8 @@ class Differ:
         assert row is not None
         return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), f"{row[3]}:{row[4]:x}", bool(row[5]), bool(row[6]))
 
-    def _build_rest(self, delta: str, joined: str, query: str) -> tuple[Span, ...] | None:
-        """Append the delta's rows past its head, in seq order; the whole delta's spans."""
-        cursor = self.conn.cursor()
-        try:
-            cursor.execute(f'INSERT INTO {delta} BY NAME {query} ORDER BY "__retl_seq"')
-            return spans_of(cursor.execute(spans_sql(DUCKDB, delta)).fetchone())
-        finally:
-            try:
-                cursor.execute(f"DROP TABLE IF EXISTS {joined}")
-            finally:
-                cursor.close()
-
-    def complete(self, delta: Delta, hi: int) -> None:
-        """Make rows ``..hi`` readable: past a deferred delta's head, wait for the rest of it
-        (raising its error, if the build failed)."""
-        pending = self._pending.get(delta.table)
-        if pending is None or hi <= pending[0]:
-            return
-        del self._pending[delta.table]
-        delta.spans = pending[1].result()
-
-    def close(self) -> None:
-        """Wait for every deferred build (the connection must be idle before it is closed)."""
-        pending, self._pending = self._pending, {}
-        if pending:
-            wait([future for _, future in pending.values()])
-        if self._builder is not None:
-            self._builder.shutdown(wait=True)
-            self._builder = None
-
-    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
-        """Null and duplicate keys, proven from counts the join already made.
+    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> int:
+        """Null and duplicate keys, proven from counts the join already made; the join's rows.
 
         Snapshot keys are unique (the ack keeps them so), so every model row is exactly one
         join row: added, or matched to one snapshot row. With unique model keys, then,
@@ -258,12 +229,13 @@ class Differ:
             f"SELECT count(*) FILTER (WHERE __retl_op = 'added'), count(*) FILTER (WHERE __retl_op = 'removed'), "
             f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
             f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
-            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}) FROM {joined}"
+            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}), count(*) FROM {joined}"
         ).fetchone()
         assert row is not None
-        added, removed, nulls, distinct_added, model_rows, snapshot_rows = (int(v) for v in row)
+        added, removed, nulls, distinct_added, model_rows, snapshot_rows, join_rows = (int(v) for v in row)
         if nulls or distinct_added + nulls != added or model_rows != added + snapshot_rows - removed:
             check_keys(self.conn, model_table, key, model)
+        return join_rows
 
     def hold(self, delta: Delta, snapshot_table: str, lo: int, hi: int) -> None:
         """Before rows ``lo..hi`` are sent: record the added ones as maybe held.

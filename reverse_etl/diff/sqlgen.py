@@ -75,11 +75,14 @@ def snapshot_side(d: DiffDialect, snapshot_table: str, columns: SyncColumns, cur
             f"UNION ALL SELECT {cols} FROM {current(held)} AS __retl_h) AS __retl_side")
 
 
-def join_sql(d: DiffDialect, model_table: str, side: str, columns: SyncColumns, full_resync: bool) -> str:
+def join_sql(
+    d: DiffDialect, model_table: str, side: str, columns: SyncColumns, full_resync: bool, *, order: str | None = None
+) -> str:
     """The delta keys: a full outer join whose snapshot side carries only key + hash.
 
     Keeping the snapshot side narrow keeps the join's hash table small; the few old values a
-    sync needs are fetched afterwards for the delta rows only.
+    sync needs are fetched afterwards for the delta rows only. ``order``: sorted by it (see
+    :func:`send_order`).
     """
     q = d.q
     key = columns.key
@@ -88,7 +91,7 @@ def join_sql(d: DiffDialect, model_table: str, side: str, columns: SyncColumns, 
     differs = "" if full_resync else (
         f" WHERE o.{h} IS NULL OR n.{in_model} IS NULL OR n.{h} <> o.{h}"
     )
-    return (
+    query = (
         f"SELECT CASE WHEN o.{h} IS NULL THEN 'added' WHEN n.{in_model} IS NULL THEN 'removed' "
         f"WHEN o.{h} = {d.maybe_hash} THEN 'maybe' "
         f"WHEN n.{h} <> o.{h} THEN 'changed' ELSE 'same' END AS {q('__retl_op')}, "
@@ -99,6 +102,34 @@ def join_sql(d: DiffDialect, model_table: str, side: str, columns: SyncColumns, 
         f"TRUE AS {in_model} FROM {model_table}) AS n "
         f"FULL OUTER JOIN (SELECT {d.cols(key)}, {h} FROM {side}) AS o ON {d.match(key, 'n', 'o')}{differs}"
     )
+    return query if order is None else f"SELECT * FROM ({query}) AS j ORDER BY {order}"
+
+
+def one_row_per_op(columns: SyncColumns, sync_type: str, mode: str, full_resync: bool) -> bool:
+    """Whether each join row is at most one delta row with the join's own values: no op becomes
+    two actions (an audience identity change: a leave and a join) and no removal needs the old
+    identity from the snapshot. Then the join sorted by :func:`send_order` starts with the delta."""
+    ops = [row[0] for row in action_rows(sync_type, mode, full_resync)]
+    return len(ops) == len(set(ops)) and not any(c in columns.values for c in columns.identity)
+
+
+def send_order(d: DiffDialect, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool) -> str:
+    """``ORDER BY`` of join rows in send order (as :func:`delta_sql` numbers the delta), the rows
+    the mode does not send last. Only where :func:`one_row_per_op`."""
+    whens = " ".join(f"WHEN {d.lit(op)} THEN {order}" for op, _, _, _, order, _ in action_rows(sync_type, mode, full_resync))
+    return f"CASE {d.q('__retl_op')} {whens} ELSE {len(ACK_KINDS)} END, {d.cols(columns.key)}"
+
+
+def action_columns(d: DiffDialect, sync_type: str, mode: str, full_resync: bool, alias: str) -> str:
+    """``__retl_kind``, ``__retl_action`` and ``__retl_ack`` of a join row, as expressions of its
+    op (what :func:`action_join` adds by a join). Only where :func:`one_row_per_op`."""
+    rows = action_rows(sync_type, mode, full_resync)
+    op = f"{alias}.{d.q('__retl_op')}"
+    out = []
+    for index, name in ((2, "__retl_kind"), (1, "__retl_action"), (3, "__retl_ack")):
+        whens = " ".join(f"WHEN {d.lit(row[0])} THEN {d.lit(row[index])}" for row in rows)
+        out.append(f"CASE {op} {whens} END AS {d.q(name)}")
+    return ", ".join(out)
 
 
 def action_join(d: DiffDialect, joined: str, sync_type: str, mode: str, full_resync: bool) -> str:
@@ -114,19 +145,14 @@ def action_join(d: DiffDialect, joined: str, sync_type: str, mode: str, full_res
     return f"{joined} AS j JOIN (VALUES {mapping}) AS a({d.cols(names)}) ON a.{q('op')} = j.{q('__retl_op')}"
 
 
-def needs_old_values(columns: SyncColumns) -> bool:
-    """Whether the delta reads the snapshot again, for the old identity of removals and leaves."""
-    return any(c in columns.values for c in columns.identity)
-
-
 def delta_sql(
     d: DiffDialect, joined: str, side: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool,
-    *, first: int | None = None, after: int | None = None,
+    *, numbered: bool = True,
 ) -> str:
     """The delta rows, numbered in send order (``__retl_seq``): removals first, then by key.
 
-    ``first``: only rows ``1..first``, numbered after a top-N cut instead of a sort of every
-    row. ``after``: only rows past ``after`` (the rest of a delta whose first rows are stored).
+    ``numbered=False``: the rows sorted in that order, without ``__retl_seq`` (an engine that
+    numbers stored rows by position: see :class:`~reverse_etl.diff.engine.Differ`).
     """
     q = d.q
     key = columns.key
@@ -151,18 +177,9 @@ def delta_sql(
         f"FROM {action_join(d, joined, sync_type, mode, full_resync)}{old_join}"
     )
     order = f"a.{q('ord')}, {d.cols(key, 'j')}"
-    seq = q("__retl_seq")
-    if first is not None:
-        ordinal = q("__retl_ord")
-        names = ["__retl_op", "__retl_kind", "__retl_action", "__retl_ack", *key, *others, "__retl_hash", "__retl_old_hash"]
-        return (
-            f"SELECT ROW_NUMBER() OVER (ORDER BY t.{ordinal}, {d.cols(key, 't')}) AS {seq}, {d.cols(names, 't')} "
-            f"FROM (SELECT a.{q('ord')} AS {ordinal}, {rest} ORDER BY {order} LIMIT {int(first)}) AS t"
-        )
-    numbered = f"SELECT ROW_NUMBER() OVER (ORDER BY {order}) AS {seq}, {rest}"
-    if after is not None:
-        return f"SELECT * FROM ({numbered}) AS n WHERE {seq} > {int(after)}"
-    return numbered
+    if not numbered:
+        return f"SELECT {rest} ORDER BY {order}"
+    return f"SELECT ROW_NUMBER() OVER (ORDER BY {order}) AS {q('__retl_seq')}, {rest}"
 
 
 def spans_sql(d: DiffDialect, delta: str) -> str:
@@ -194,4 +211,7 @@ def spans_from(row: Sequence[Any] | None) -> dict[str, tuple[int, int]] | None:
     return out
 
 
-__all__ = ["ACK_KINDS", "HELD", "DiffDialect", "action_join", "delta_sql", "held_table", "join_sql", "needs_old_values", "snapshot_side", "spans_from", "spans_sql"]
+__all__ = [
+    "ACK_KINDS", "HELD", "DiffDialect", "action_columns", "action_join", "delta_sql", "held_table", "join_sql", "one_row_per_op", "send_order", "snapshot_side",
+    "spans_from", "spans_sql",
+]

@@ -29,7 +29,7 @@ import reverse_etl
 from reverse_etl.results import SyncRun
 from reverse_etl.sandbox import Faults, SandboxServer
 from reverse_etl.sandbox.base import Emulator
-from reverse_etl.streaming import DeltaStreamer
+from reverse_etl.streaming import Answered, DeltaStreamer
 from tests.helpers import write_project
 
 Row = tuple[str, str, float, str]
@@ -52,10 +52,10 @@ def crash_after_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     second chunk's acknowledgement commits: later chunks may be on the wire, none is acknowledged."""
     acknowledge = DeltaStreamer._acknowledge
 
-    def dying(self: DeltaStreamer, lo: int, *args: Any) -> Any:
-        if lo > 1:
-            raise RuntimeError(f"simulated crash before acknowledging rows {lo}..")
-        return acknowledge(self, lo, *args)
+    def dying(self: DeltaStreamer, answered: list[Answered]) -> Any:
+        if answered[0].lo > 1:
+            raise RuntimeError(f"simulated crash before acknowledging rows {answered[0].lo}..")
+        return acknowledge(self, answered)
 
     monkeypatch.setattr(DeltaStreamer, "_acknowledge", dying)
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reverse_etl.diff.engine import Differ, SyncColumns, check_keys
+from reverse_etl.diff.engine import DUCKDB, Differ, SyncColumns, check_keys
+from reverse_etl.diff.sqlgen import delta_sql, join_sql, snapshot_side
 from reverse_etl.errors import DataError
 from reverse_etl.state import StateStore
 from reverse_etl.state.store import CATALOG
@@ -205,73 +206,44 @@ def test_applying_the_delta_gives_the_new_state(tmp_path_factory: pytest.TempPat
         harness.conn.close()
 
 
-# --- a delta numbered in two steps (Differ.diff(first=N)) --------------------------------------
-PLAIN = SyncColumns(key=["id"], values=["a", "b"], hashed=["a", "b"])  # no identity: may be deferred
+# --- seqs are positions in the sorted delta ------------------------------------------------------
+PLAIN = SyncColumns(key=["id"], values=["a", "b"], hashed=["a", "b"])
 
 
-def whole_and_deferred(h: Harness, before: list[tuple[Any, ...]], after: list[tuple[Any, ...]], mode: str, first: int,
-                       type_: str = "records", full: bool = False) -> tuple[Any, Any, list[Any], list[Any]]:
-    """The same diff built whole and with only ``first`` rows numbered up front."""
-    h.differ.ack(built := h.differ.diff(model_table=h.load(before), snapshot_table=h.snapshot.table, columns=PLAIN,
-                                        sync_type=type_, mode="upsert" if type_ == "records" else "add"),
-                 h.snapshot.table, 1, max(built.rows, 1), [])
-    model = h.load(after)
-    kwargs: dict[str, Any] = {"model_table": model, "snapshot_table": h.snapshot.table, "columns": PLAIN,
-                              "sync_type": type_, "mode": mode, "full_resync": full}
-    whole = h.differ.diff(**kwargs)
-    deferred = h.differ.diff(**kwargs, first=first)
-    read = "SELECT * EXCLUDE (__retl_seq), __retl_seq FROM {} ORDER BY __retl_seq"
-    head = h.conn.execute(read.format(deferred.table)).fetchall()  # before complete(): the first rows only
-    h.differ.complete(deferred, deferred.rows)
-    return whole, deferred, head, h.conn.execute(read.format(whole.table)).fetchall()
+def numbered_by_window(h: Harness, columns: SyncColumns, sync_type: str, mode: str, full: bool) -> list[Any]:
+    """The same delta numbered by ``ROW_NUMBER()`` over the send order (as the pushdown engines do)."""
+    side = snapshot_side(DUCKDB, h.snapshot.table, columns, lambda t: t)
+    h.conn.execute(f"CREATE OR REPLACE TABLE memory.main.j AS {join_sql(DUCKDB, 'memory.main.model', side, columns, full)}")
+    query = delta_sql(DUCKDB, "memory.main.j", side, columns, sync_type, mode, full)
+    names = "__retl_seq, __retl_kind, __retl_action, __retl_ack, id, a, b, __retl_hash, __retl_old_hash"
+    return h.conn.execute(f"SELECT {names} FROM ({query}) ORDER BY __retl_seq").fetchall()
 
 
-@pytest.mark.parametrize("mode", ["upsert", "mirror", "update", "insert"])
-def test_a_deferred_delta_is_the_whole_delta_numbered_in_two_steps(h: Harness, mode: str) -> None:
-    before = [(f"k{i:05d}", f"v{i % 7}", i % 5) for i in range(6000)]
-    after = [(f"k{i:05d}", f"v{i % 7}", i % 5 + (i % 3 == 0)) for i in range(1500, 9000)]  # removed, changed, added
-    whole, deferred, head, rows = whole_and_deferred(h, before, after, mode, first=700)
-    assert len(head) == 700 and head == rows[:700]  # the first rows are there at once, numbered as in the whole
-    done = h.conn.execute(f"SELECT * EXCLUDE (__retl_seq), __retl_seq FROM {deferred.table} ORDER BY __retl_seq").fetchall()
-    assert done == rows and [r[-1] for r in done] == list(range(1, len(rows) + 1))
-    assert (deferred.added, deferred.changed, deferred.removed, deferred.rows, deferred.fingerprint, deferred.split) == (
-        whole.added, whole.changed, whole.removed, whole.rows, whole.fingerprint, whole.split)
-    assert deferred.spans == whole.spans  # complete() gives the whole delta's spans
-
-
-def test_head_spans_tell_the_truth_for_the_head(h: Harness) -> None:
-    before = [(f"k{i:04d}", "v", 1) for i in range(3000)]
-    after = [(f"k{i:04d}", "v", 2 if i < 1000 else 1) for i in range(500, 4000)]  # 500 removed, 500 changed, 1000 added
-    whole, _, _, _ = whole_and_deferred(h, before, after, "mirror", first=900)
-    assert whole.spans is not None
-    assert {k: (a, b) for k, a, b in whole.spans} == {"delete": (1, 500), "replace": (501, 1000), "insert": (1001, 2000),
-                                                     "held": (1001, 2000)}
-    fresh = h.differ.diff(model_table=h.load(after), snapshot_table=h.snapshot.table, columns=PLAIN, sync_type="records",
-                          mode="mirror", first=900)
-    assert fresh.spans is not None
-    assert {k: (a, b) for k, a, b in fresh.spans} == {"delete": (1, 500), "replace": (501, 900)}  # the head's own
-    for kind in ("delete", "replace", "insert"):  # within the head, the head's spans and the whole's agree
-        for lo, hi in [(1, 300), (301, 600), (601, 900)]:
-            assert fresh.touches(kind, lo, hi) == whole.touches(kind, lo, hi), (kind, lo, hi)
-    h.differ.complete(fresh, fresh.rows)
-    assert fresh.spans == whole.spans
-
-
-def test_small_deltas_identity_syncs_and_previews_are_built_whole(h: Harness) -> None:
-    model = h.load([(f"k{i}", "v", 1) for i in range(50)])
-    small = h.differ.diff(model_table=model, snapshot_table=h.snapshot.table, columns=PLAIN, sync_type="records",
-                          mode="upsert", first=100)
-    identity = h.differ.diff(model_table=model, snapshot_table=h.snapshot.table, columns=COLS, sync_type="records",
-                             mode="mirror", first=10)
-    for delta in (small, identity):
-        assert h.conn.execute(f"SELECT count(*) FROM {delta.table}").fetchone() == (50,)
-    assert not h.differ._pending
-
-
-def test_close_waits_for_a_build_still_running(h: Harness) -> None:
-    model = h.load([(f"k{i:05d}", "v", i) for i in range(20000)])
-    deferred = h.differ.diff(model_table=model, snapshot_table=h.snapshot.table, columns=PLAIN, sync_type="records",
-                             mode="upsert", first=10)
-    h.differ.close()  # no complete(): the rows are there all the same once close() returns
-    assert h.conn.execute(f"SELECT count(*), max(__retl_seq) FROM {deferred.table}").fetchone() == (20000, 20000)
-    assert h.conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__retl_join%'").fetchone() == (0,)
+@pytest.mark.parametrize(("sync_type", "mode", "columns", "full"), [
+    # the join stored in send order is the delta (one delta row per join row)
+    ("records", "upsert", PLAIN, False), ("records", "mirror", PLAIN, False), ("records", "update", PLAIN, False),
+    ("records", "insert", PLAIN, False), ("audience", "add", PLAIN, False), ("records", "mirror", PLAIN, True),
+    # the delta stored sorted: a changed member is a leave and a join; removals need old identity values
+    ("audience", "mirror", PLAIN, False), ("audience", "mirror", COLS, False),
+])
+def test_seq_is_the_position_in_send_order_across_row_groups_and_threads(
+    h: Harness, sync_type: str, mode: str, columns: SyncColumns, full: bool
+) -> None:
+    h.conn.execute("SET threads = 4")  # a parallel sort and insert, over several row groups (122,880 rows each)
+    h.conn.execute("CREATE OR REPLACE TABLE memory.main.model AS SELECT 'k' || lpad(i::VARCHAR, 7, '0') AS id, "
+                   "'v' || (i % 7) AS a, (i % 5)::INTEGER AS b FROM range(60000, 360000) t(i) ORDER BY hash(i)")
+    h.conn.execute(f"INSERT INTO {h.snapshot.table} (id, a, b, __retl_hash) SELECT 'k' || lpad(i::VARCHAR, 7, '0'), "
+                   "'v' || (i % 7), (i % 5 + (i % 3 = 0)::INTEGER)::INTEGER, 0 FROM range(0, 120000) t(i)")
+    delta = h.differ.diff(model_table="memory.main.model", snapshot_table=h.snapshot.table, columns=columns,
+                          sync_type=sync_type, mode=mode, full_resync=full)
+    names = "__retl_seq, __retl_kind, __retl_action, __retl_ack, id, a, b, __retl_hash, __retl_old_hash"
+    stored = h.conn.execute(f"SELECT {names} FROM {delta.table} ORDER BY __retl_seq").fetchall()
+    assert len(stored) == delta.rows > 200_000
+    assert [r[0] for r in stored] == list(range(1, delta.rows + 1))
+    assert stored == numbered_by_window(h, columns, sync_type, mode, full)
+    lo, hi = 123_000, 125_500  # a chunk across a row group boundary is exactly its seqs
+    chunk = h.conn.execute(f"SELECT {names} FROM {delta.table} WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq",
+                           [lo, hi]).fetchall()
+    assert chunk == stored[lo - 1 : hi]
+    # one table holds the delta's rows (the sorted join itself, or the sorted delta with the join dropped)
+    assert h.conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__retl_%'").fetchone() == (1,)
