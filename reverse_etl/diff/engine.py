@@ -276,10 +276,12 @@ class Differ:
         side; their min/max skips row groups only where keys cluster): a chunk with no row of
         its kind does not pay for it.
         """
-        params: dict[str, Any] = {"lo": lo, "hi": hi, "skip": not_accepted}
+        params: dict[str, Any] = {"lo": lo, "hi": hi}
+        if not_accepted:
+            params["skip"] = not_accepted
         self.conn.execute("BEGIN TRANSACTION")
         try:
-            for statement, extra in self._ack_statements(delta, snapshot_table, lo, hi, rejected):
+            for statement, extra in self._ack_statements(delta, snapshot_table, lo, hi, rejected, skip=bool(not_accepted)):
                 self.conn.execute(statement, {**params, **extra})
             self.conn.execute("COMMIT")
         except Exception:
@@ -288,26 +290,31 @@ class Differ:
         return hi - lo + 1 - len(not_accepted)
 
     def _ack_statements(
-        self, delta: Delta, snapshot_table: str, lo: int, hi: int, rejected: Sequence[int] = ()
+        self, delta: Delta, snapshot_table: str, lo: int, hi: int, rejected: Sequence[int] = (), *, skip: bool = True
     ) -> list[tuple[str, dict[str, Any]]]:
-        """The statements of :meth:`ack` for this chunk, with their extra parameters."""
+        """The statements of :meth:`ack` for this chunk, with their extra parameters.
+
+        Written so that DuckDB reads only the chunk's rows of the delta (its seq range becomes a
+        row range of the scan): a semi-join (``EXISTS``) rather than ``DELETE ... USING``, which
+        scans every delta row and column; ``$skip`` only when some row was not accepted.
+        """
         key = delta.columns.key
         stored = [*key, *delta.columns.values]
         match_key = DUCKDB.match(key, "s", "d")
-        rng = "d.__retl_seq BETWEEN $lo AND $hi AND NOT list_contains($skip, d.__retl_seq)"
+        rng = "d.__retl_seq BETWEEN $lo AND $hi" + (" AND NOT list_contains($skip, d.__retl_seq)" if skip else "")
         out: list[tuple[str, dict[str, Any]]] = []
         if delta.touches("delete", lo, hi):
-            out.append((f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} AND d.__retl_ack = 'delete' "
-                        f"AND {match_key} AND s.__retl_hash = d.__retl_old_hash", {}))
+            out.append((f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
+                        f"AND d.__retl_ack = 'delete' AND {match_key} AND s.__retl_hash = d.__retl_old_hash)", {}))
         if delta.touches("replace", lo, hi):
-            out.append((f"DELETE FROM {snapshot_table} AS s USING {delta.table} AS d WHERE {rng} "
-                        f"AND d.__retl_ack = 'replace' AND {match_key}", {}))
+            out.append((f"DELETE FROM {snapshot_table} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d WHERE {rng} "
+                        f"AND d.__retl_ack = 'replace' AND {match_key})", {}))
         if (delta.holds or delta.maybe) and delta.touches(HELD, lo, hi):
             # An answered row is no longer maybe held: accepted, it is in the snapshot (or removed);
             # rejected, the destination does not hold it. Unanswered ones stay.
             answered = f"({rng} OR (list_contains($rejected, d.__retl_seq) AND d.__retl_op = 'added'))"
-            out.append((f"DELETE FROM {held_table(snapshot_table)} AS s USING {delta.table} AS d "
-                        f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND {answered} AND {match_key}", {"rejected": list(rejected)}))
+            out.append((f"DELETE FROM {held_table(snapshot_table)} AS s WHERE EXISTS (SELECT 1 FROM {delta.table} AS d "
+                        f"WHERE d.__retl_seq BETWEEN $lo AND $hi AND {answered} AND {match_key})", {"rejected": list(rejected)}))
         if delta.touches("insert", lo, hi) or delta.touches("replace", lo, hi):
             # The join half of an audience identity change enters only once its leave half did:
             # if the leave was rejected, the old identity stays and the next run tries both again.
