@@ -10,8 +10,10 @@ snapshot, so a crash, a rejected row or a failed request is simply part of the n
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +165,7 @@ class Runner:
         if plan_file is not None:
             selectors = [p.sync for p in plan_file.plans]
         syncs = self.project.select(selectors)
+        warm_up({type(d): d for d in (self.project.destination(s) for s in syncs)}.values())
         with self._session(syncs) as (session, state), Sandboxes(self.project.root) as sandboxes:
             differ = session.differ()
             return self._sync_all(session, state, differ, sandboxes, syncs, full_resync, force, plan_file, trigger)
@@ -288,6 +291,24 @@ class Runner:
         if columnar:
             return DeltaChunk(names, table=session.fetch_delta_arrow(item.delta, lo, hi))
         return DeltaChunk.from_tuples(names, session.fetch_delta(item.delta, lo, hi))
+
+
+log = logging.getLogger(__name__)
+
+
+def warm_up(destinations: Iterable[Destination]) -> None:
+    """Run each destination's :meth:`~Destination.warm_up` on a daemon thread, while the
+    warehouse session opens and the syncs are diffed."""
+    chosen = list(destinations)
+
+    def run() -> None:
+        for destination in chosen:
+            try:
+                destination.warm_up()
+            except Exception:  # only a head start: the sync meets (and reports) the same failure itself
+                log.debug("warm-up of %s failed", destination.name, exc_info=True)
+
+    threading.Thread(target=run, name="retl-warm-up", daemon=True).start()
 
 
 MAX_CHECKPOINT_ROWS = 50_000  # the largest adaptive chunk: at most one is resent after a crash

@@ -344,6 +344,11 @@ class Destination(ABC):
     def writer(self, sync: SyncConfig, client: DeliveryClient) -> Writer:
         """A writer for one run of ``sync``."""
 
+    def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Load what the first chunk will need (modules imported on first use, engines), on a
+        helper thread while the sync is diffed (DuckDB's work leaves the interpreter free), so a
+        fresh process does not pay for it between the diff and the first request."""
+
     def delivery_settings(self, base_url: str | None = None) -> DeliverySettings:
         return DeliverySettings(
             base_url=base_url or self.base_url(),

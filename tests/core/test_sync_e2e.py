@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import duckdb
+import pytest
 
 import reverse_etl
+from reverse_etl.destinations.braze.destination import BrazeDestination
 from reverse_etl.sandbox import Faults, SandboxServer
 from reverse_etl.sandbox.braze import BrazeEmulator
 from tests.conftest import braze_destination
@@ -215,3 +220,31 @@ def test_pointing_a_sync_at_another_destination_starts_its_snapshot_afresh(tmp_p
                   syncs={"audiences": [audience_sync(audience={"name": "vip2"})]}, destinations=braze_destination(braze))
     assert reverse_etl.sync(tmp_path).runs[0].sent == 2
     assert braze.emulator.user("u1")["vip2"] is True  # type: ignore[attr-defined]
+
+
+def test_a_failing_warm_up_only_loses_the_head_start(tmp_path: Path, braze: SandboxServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    called = threading.Event()
+
+    def broken(self: BrazeDestination) -> None:
+        called.set()
+        raise RuntimeError("warm-up failed")
+
+    monkeypatch.setattr(BrazeDestination, "warm_up", broken)
+    write_project(tmp_path, models={"members": values_sql(["user_id"], [("u1",), ("u2",)])},
+                  syncs={"audiences": [audience_sync()]}, destinations=braze_destination(braze))
+    run = reverse_etl.sync(tmp_path, ["audiences"]).runs[0]
+    assert called.wait(5)  # started on its own thread while the sync ran
+    assert (run.status, run.sent) == ("success", 2)
+
+
+def test_braze_warm_up_loads_the_writer_and_the_json_engine() -> None:
+    code = (
+        "import sys\nfrom reverse_etl.destinations import columnar\n"
+        "from reverse_etl.destinations.braze.destination import BrazeDestination\n"
+        "assert 'reverse_etl.destinations.braze.writer' not in sys.modules and columnar._engine.cache_info().currsize == 0\n"
+        "BrazeDestination.warm_up(None)\n"
+        "assert 'reverse_etl.destinations.braze.writer' in sys.modules and columnar._engine.cache_info().currsize == 1\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr

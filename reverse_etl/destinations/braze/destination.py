@@ -168,3 +168,9 @@ class BrazeDestination(Destination):
         from reverse_etl.destinations.braze.writer import BrazeWriter  # it imports this module
 
         return BrazeWriter(self, sync, client)
+
+    def warm_up(self) -> None:
+        from reverse_etl.destinations import columnar
+        from reverse_etl.destinations.braze import writer  # noqa: F401 - imported for its cost
+
+        columnar.warm_up()
