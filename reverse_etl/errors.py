@@ -132,6 +132,11 @@ class TerminalError(Terminal, DeliveryError):
     """A delivery failure that will fail again the same way."""
 
 
+class UnreachableError(TransientError):
+    """The destination could not be connected to, through every retry: the run stops after the
+    chunk (what was answered is acknowledged) instead of trying each remaining request."""
+
+
 class AuthError(TerminalError):
     """401/403: the credentials are wrong or lack a permission; every later call would fail too."""
 

@@ -18,7 +18,9 @@ after the chunk's requests are answered. A process killed mid-run leaves out at 
 on the wire, the commit in progress and the chunks answered while it runs (fewer than
 ``max_chunk_rows`` rows); the next run's diff sends them again. A stop request
 (SIGTERM) is checked before each chunk is sent: the run ends there with everything it sent
-acknowledged.
+acknowledged. So does a destination that cannot be connected to through every retry
+(``DeliveryClient.unreachable``): after the chunk that found out, instead of every remaining
+request trying on its own.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from reverse_etl import secrets
 from reverse_etl.destinations.base import ChunkResult, DeltaChunk, Writer
 from reverse_etl.destinations.chunk import ACTION
 from reverse_etl.diff.engine import Delta, SyncColumns
-from reverse_etl.errors import AuthError
+from reverse_etl.errors import AuthError, UnreachableError
 from reverse_etl.results import Reporter, SyncRun
 from reverse_etl.state import RowError
 
@@ -253,6 +255,12 @@ class DeltaStreamer:
                     size = self._grow(size, time.monotonic() - started)
                     self.reporter.progress(self.run.sync, hi, total)
                     answered.append(Answered(lo, hi, chunk, outcome))
+                    if (unreachable := self.writer.client.unreachable) is not None:
+                        raise UnreachableError(
+                            f"the destination cannot be reached, so the run stopped after {hi} of {total} rows "
+                            f"(the next run sends what was not delivered): {unreachable}",
+                            hint="check the destination's base_url / region and the network; the run can be repeated",
+                        )
                     if not pipelined:  # the writer may use the state store while it sends
                         await drain()
                         following = span(hi + 1)

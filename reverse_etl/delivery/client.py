@@ -10,6 +10,8 @@ What happens to one call::
       429, 5xx, 408, 425     transient: wait (Retry-After, else X-RateLimit-Reset on a 429, else
       timeout, dropped       exponential backoff with jitter) and try again, at most max_retries
       connection             times; then TransientError (the rows are retried by the next run)
+      no connection at all   after max_retries: UnreachableError, and ``unreachable`` says why; until
+                             an answer comes, other calls give up at their next attempt
 
 An answer that follows a 5xx, a timeout or a dropped connection is marked ``doubtful``: that
 earlier attempt may have been applied, so a rejection in the final answer does not prove the
@@ -40,7 +42,7 @@ import httpx
 from reverse_etl import secrets as secrets_registry
 from reverse_etl.delivery.ratelimit import RateLimiter
 from reverse_etl.delivery.transport import Answer, exchange_for
-from reverse_etl.errors import AuthError, TransientError
+from reverse_etl.errors import AuthError, TransientError, UnreachableError
 
 __all__ = ["RETRYABLE_STATUS", "AuthError", "Call", "DeliveryClient", "DeliverySettings", "redact", "retry_delay"]
 
@@ -138,6 +140,9 @@ class DeliveryClient:
         )
         secrets_registry.register(*self._secrets)
         self.stats = {"requests": 0, "retries": 0, "throttled": 0}
+        # Why the destination cannot be reached: set when a call gave up without ever connecting,
+        # cleared by any answer. The streamer then stops the run after the chunk.
+        self.unreachable: str | None = None
 
     def _headers(self, call: Call) -> dict[str, str]:
         headers = {**self.settings.headers, **call.headers}
@@ -163,6 +168,9 @@ class DeliveryClient:
         while True:
             response: Answer | None = None
             problem: str
+            connected = True
+            if self.unreachable is not None:
+                raise UnreachableError(redact(f"{call.method} {call.path} not sent: {self.unreachable}", self._secrets))
             try:
                 async with self._slots:
                     # The token is taken once a connection is free: tokens taken while waiting for
@@ -170,6 +178,7 @@ class DeliveryClient:
                     await limiter.acquire()
                     self.stats["requests"] += 1
                     response = await self._exchange(call.method, url, self._headers(call), call.body)
+                self.unreachable = None
                 response.doubtful = doubtful
                 status = response.status_code
                 if status < 400:
@@ -188,11 +197,13 @@ class DeliveryClient:
                 doubtful = doubtful or status >= 500  # a 5xx may come after the work was done
                 problem = f"{call.method} {call.path} answered {status}: {self._excerpt(response)}"
             except httpx.TimeoutException as exc:
+                connected = not isinstance(exc, httpx.ConnectTimeout)
                 doubtful = doubtful or not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
                 problem = f"{call.method} {call.path} timed out after {self.settings.timeout_s}s"
             except httpx.TransportError as exc:
                 # refused before connecting: never sent; dropped or cut off after: maybe applied
-                doubtful = doubtful or not isinstance(exc, httpx.ConnectError)
+                connected = not isinstance(exc, httpx.ConnectError)
+                doubtful = doubtful or connected
                 problem = f"{call.method} {call.path} failed: {type(exc).__name__}: {exc}"
             if doubtful and not call.idempotent:
                 raise TransientError(
@@ -201,6 +212,9 @@ class DeliveryClient:
                     status_code=response.status_code if response is not None else None,
                 )
             if attempt >= self.settings.max_retries:
+                if not connected:
+                    self.unreachable = redact(f"{problem} (gave up after {attempt + 1} attempts)", self._secrets)
+                    raise UnreachableError(self.unreachable)
                 raise TransientError(
                     redact(f"{problem} (gave up after {attempt + 1} attempts)", self._secrets),
                     status_code=response.status_code if response is not None else None,

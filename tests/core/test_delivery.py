@@ -11,7 +11,7 @@ import pytest
 
 from reverse_etl.delivery.client import AuthError, Call, DeliveryClient, DeliverySettings
 from reverse_etl.delivery.ratelimit import RateLimiter
-from reverse_etl.errors import TransientError
+from reverse_etl.errors import TransientError, UnreachableError
 
 
 def settings(**extra: object) -> DeliverySettings:
@@ -240,3 +240,50 @@ def test_a_call_that_is_not_idempotent_is_retried_while_nothing_can_have_been_ap
             return (await client.send(Call("POST", "/create", b"{}", idempotent=False))).status_code
 
     assert run(go()) == 201
+
+
+@pytest.mark.parametrize("kind", ["connect", "connect-timeout"])
+def test_a_destination_never_connected_to_is_unreachable_until_it_answers(kind: str) -> None:
+    up = [False]
+    attempts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.url.path)
+        return httpx.Response(200, text="{}") if up[0] else _fail(kind)
+
+    async def go() -> tuple[DeliveryClient, list[BaseException]]:
+        async with DeliveryClient(settings(max_retries=2), httpx.MockTransport(handler)) as client:
+            errors: list[BaseException] = []
+            with pytest.raises(UnreachableError, match="gave up after 3 attempts"):
+                await client.send(Call("POST", "/first", b"{}"))
+            assert client.unreachable is not None and "/first" in client.unreachable
+            try:  # a later call is not tried at all while nothing answers
+                await client.send(Call("POST", "/second", b"{}"))
+            except UnreachableError as exc:
+                errors.append(exc)
+            up[0] = True
+            client.unreachable = None  # as if another call got an answer
+            assert (await client.send(Call("POST", "/third", b"{}"))).status_code == 200
+            return client, errors
+
+    client, errors = run(go())
+    assert attempts == ["/first"] * 3 + ["/third"] and len(errors) == 1 and "not sent" in str(errors[0])
+    assert client.unreachable is None
+
+
+def test_an_answer_clears_unreachable_and_a_dropped_connection_is_not_unreachable() -> None:
+    answers = iter(["dropped", "dropped", "dropped", "200"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        kind = next(answers)
+        return httpx.Response(200, text="{}") if kind == "200" else _fail(kind)
+
+    async def go() -> DeliveryClient:
+        async with DeliveryClient(settings(max_retries=2), httpx.MockTransport(handler)) as client:
+            with pytest.raises(TransientError) as exc:  # connected, then dropped: the host is there
+                await client.send(Call("POST", "/x", b"{}"))
+            assert not isinstance(exc.value, UnreachableError) and client.unreachable is None
+            assert (await client.send(Call("POST", "/x", b"{}"))).status_code == 200
+            return client
+
+    run(go())

@@ -42,6 +42,7 @@ class FakeWriter:
     """Answers every chunk at once (``send_s`` later), rejecting the seqs in ``reject``."""
 
     PIPELINED = True
+    client = SimpleNamespace(unreachable=None)
 
     def __init__(self, send_s: float = 0.0, reject: frozenset[int] = frozenset()) -> None:
         self.send_s = send_s

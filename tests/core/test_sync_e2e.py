@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -248,3 +249,19 @@ def test_braze_warm_up_loads_the_writer_and_the_json_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_destination_that_cannot_be_reached_stops_the_run_after_one_chunk(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rows = [(f"u{i}", "pro", i, "US") for i in range(6000)]
+    write_project(tmp_path, models={"traits": values_sql(TRAIT_COLS, rows)}, syncs={"traits": [records_sync()]},
+                  destinations={"braze": {"type": "braze", "api_key": "k", "base_url": f"http://127.0.0.1:{port}",
+                                          "max_retries": 1}})
+    result = reverse_etl.sync(tmp_path, ["traits"])
+    run = result.runs[0]
+    assert result.exit_code != 0 and run.status == "error"
+    assert "cannot be reached" in (run.error or "") and f"127.0.0.1:{port}" in (run.error or "")
+    assert run.sent == 0 and 0 < run.failed < len(rows)  # stopped after the first chunk, not one request at a time
+    assert snapshot_keys(tmp_path, "traits") == set()
