@@ -278,6 +278,7 @@ class Runner:
                 # A lease on the state taken over while this process stalled: stop before sending
                 # another chunk, so two processes never send the same rows.
                 before_send=session.check_state_lock,
+                checkpoint=state.checkpoint,
             )
             with frozen_heap():
                 await streamer.stream()

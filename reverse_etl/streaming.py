@@ -45,6 +45,7 @@ from reverse_etl.results import Reporter, SyncRun
 from reverse_etl.state import RowError
 
 NO_ANSWER = "no answer from the destination for this row"
+CHECKPOINT_SHARE = 8  # the state store is checkpointed once this share of the rows is left to commit
 SAMPLE = 5  # rejected rows shown in a run's summary
 
 
@@ -93,6 +94,7 @@ class DeltaStreamer:
         fetch: Callable[[int, int], DeltaChunk], ack: Callable[[int, int, list[int], list[int]], Any],
         record_errors: Callable[[list[RowError]], None], run: SyncRun, reporter: Reporter,
         should_stop: Callable[[], bool], before_send: Callable[[], None] = lambda: None,
+        checkpoint: Callable[[], None] = lambda: None,
     ) -> None:
         self.writer = writer
         self.delta = delta
@@ -106,6 +108,8 @@ class DeltaStreamer:
         self.reporter = reporter
         self.should_stop = should_stop
         self.before_send = before_send  # raises to end the run before a chunk is sent
+        self.checkpoint = checkpoint  # the state store's (see _acknowledge)
+        self._checkpointed = False
 
     def _load(self, lo: int, hi: int) -> tuple[DeltaChunk, Any]:
         chunk = self.fetch(lo, hi)
@@ -127,8 +131,14 @@ class DeltaStreamer:
             rejected += [seq for seq in missing if seq in conclusive]
             errors += self._row_errors(item.chunk, missing, item.outcome)
             rows += len(item.chunk)
-        self.ack(answered[0].lo, answered[-1].hi, not_accepted, rejected)
+        hi = answered[-1].hi
+        self.ack(answered[0].lo, hi, not_accepted, rejected)
         self.record_errors(errors)
+        if not self._checkpointed and 0 < self.delta.rows - hi <= self.delta.rows // CHECKPOINT_SHARE:
+            # Once, while the last share of the rows is still being sent: what the state store
+            # then writes on close is that share, not everything since its last checkpoint.
+            self._checkpointed = True
+            self.checkpoint()
         return Acked(rows - len(not_accepted), errors)
 
     def _release(self, lo: int, hi: int, chunk: DeltaChunk) -> None:

@@ -27,6 +27,7 @@ import duckdb
 
 from reverse_etl.diff.actions import action_rows, holds_rows, outcomes_of
 from reverse_etl.diff.sqlgen import (
+    ACK_KINDS,
     HELD,
     DiffDialect,
     action_columns,
@@ -133,6 +134,15 @@ def check_keys(conn: duckdb.DuckDBPyConnection, model_table: str, key: list[str]
         )
 
 
+@dataclass(frozen=True)
+class Positional:
+    """What :meth:`Differ._plan_positional` learns from one scan of a sorted join."""
+
+    join_rows: int
+    rows: int  # of the delta
+    delta: tuple[int, int, int, int, str, bool, bool, tuple[Span, ...]]  # Delta's counts .. spans
+
+
 class Differ:
     """Builds the delta table of one sync and advances its snapshot from acknowledgements."""
 
@@ -170,13 +180,15 @@ class Differ:
         self.conn.execute(f"CREATE OR REPLACE TABLE {joined} AS "
                           f"{join_sql(DUCKDB, model_table, side, columns, full_resync, order=order)}")
         keep_join = False
+        spans: tuple[Span, ...] | None
         try:
-            join_rows = self._check_keys(joined, model_table, side, columns.key, model)
-            added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
-            # The view reads all of its table: rows the mode does not send (sorted last) would be
-            # rows of the delta. (Nor does the view filter them by rowid: DuckDB 2.0's late
+            plan = self._plan_positional(joined, model_table, side, columns, sync_type, mode, full_resync, model) \
+                if positional else None
+            # The view reads all of its table, so the join is the delta only if the mode sends
+            # every one of its rows. (Nor may the view filter by rowid: DuckDB 2.0's late
             # materialization of a top-N then fails on it.)
-            if positional and join_rows == rows:
+            if plan is not None and plan.join_rows == plan.rows:
+                added, changed, removed, rows, fingerprint, split, maybe, spans = plan.delta
                 others = [c for c in columns.all if c not in columns.key]
                 self.conn.execute(
                     f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", j."__retl_op", '
@@ -185,16 +197,72 @@ class Differ:
                 )
                 keep_join = True  # the delta's rows
             else:
+                if plan is None:
+                    self._check_keys(joined, model_table, side, columns.key, model)
+                added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
                 stored = f"memory.main.{quote(f'__retl_delta_{self._n}__rows')}"
                 query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, numbered=False)
                 self.conn.execute(f"CREATE OR REPLACE TABLE {stored} AS {query}")
                 self.conn.execute(f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", * FROM {stored}')
-            spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
+                spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
         finally:
             if not keep_join:
                 self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
         return Delta(delta, columns, added, changed, removed, rows, fingerprint, split=split,
                      holds=holds_rows(sync_type, mode), maybe=maybe, spans=spans)
+
+    def _plan_positional(
+        self, joined: str, model_table: str, snapshot_table: str, columns: SyncColumns, sync_type: str, mode: str,
+        full_resync: bool, model: str,
+    ) -> Positional:
+        """The key check (see :meth:`_check_keys`) and the delta's counts, fingerprint and spans
+        for a join sorted in send order: one scan of it. Per op, its rows are consecutive, so
+        the spans follow from the counts (the held span covers every group holding such rows)."""
+        key = columns.key
+        actions = {op: (action, kind, ack, order) for op, action, kind, ack, order, _ in action_rows(sync_type, mode, full_resync)}
+        any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        keys = ", ".join(quote(k) for k in key)
+        distinct_of = keys if len(key) == 1 else f"({keys})"
+        action = " ".join(f"WHEN {DUCKDB.lit(op)} THEN {DUCKDB.lit(a[0])}" for op, a in actions.items())
+        sent = ", ".join(DUCKDB.lit(op) for op in actions)
+        ops = ("added", "changed", "removed", "maybe", "same")
+        row = self.conn.execute(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE __retl_op = '{op}')" for op in ops) + ", "
+            f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
+            f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
+            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}), "
+            f"count(*) FILTER (WHERE __retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH}), "
+            f"coalesce(bit_xor(hash(CASE __retl_op {action} END, {keys}, __retl_hash, __retl_old_hash)) "
+            f"FILTER (WHERE __retl_op IN ({sent})), 0) FROM {joined}"
+        ).fetchone()
+        assert row is not None
+        count = dict(zip(ops, (int(v) for v in row[:5]), strict=True))
+        nulls, distinct_added, model_rows, snapshot_rows, removed_maybe = (int(v) for v in row[5:10])
+        if nulls or distinct_added + nulls != count["added"] or model_rows != count["added"] + snapshot_rows - count["removed"]:
+            check_keys(self.conn, model_table, key, model)
+        per_kind = {"added": 0, "changed": 0, "removed": 0}
+        for op, (_, kind, _, _) in actions.items():
+            per_kind[kind] += count[op]
+        rows = sum(count[op] for op in actions)
+        spans: list[Span] = []
+        held: list[tuple[int, int]] = []
+        first = 1
+        for order, ack in enumerate(ACK_KINDS):  # sorted by send order: the ack kinds in turn
+            group = [op for op, a in actions.items() if a[3] == order]
+            n = sum(count[op] for op in group)
+            if not n:
+                continue
+            spans.append((ack, first, first + n - 1))
+            if any(count[op] for op in group if op in ("added", "maybe")) or ("removed" in group and removed_maybe):
+                held.append((first, first + n - 1))
+            first += n
+        if held:
+            spans.append((HELD, held[0][0], held[-1][1]))
+        split = "changed" in actions and actions["changed"][2] == "insert" and count["changed"] > 0
+        maybe = count["maybe"] > 0 or ("removed" in actions and removed_maybe > 0)
+        delta = (per_kind["added"], per_kind["changed"], per_kind["removed"], rows, f"{rows}:{int(row[10]):x}", split, maybe,
+                 tuple(spans))
+        return Positional(join_rows=sum(count.values()), rows=rows, delta=delta)
 
     def _counts(
         self, joined: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool

@@ -18,9 +18,27 @@ See docs/scheduling.md for the user-facing picture.
 
 from __future__ import annotations
 
-from reverse_etl.scheduler.execute import locked_sync
-from reverse_etl.scheduler.locks import LockHeld, SyncLock
-from reverse_etl.scheduler.loop import Scheduler
-from reverse_etl.scheduler.triggers import Clock, Decision, SyncMemory, SystemClock, evaluate
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reverse_etl.scheduler.execute import locked_sync
+    from reverse_etl.scheduler.locks import LockHeld, SyncLock
+    from reverse_etl.scheduler.loop import Scheduler
+    from reverse_etl.scheduler.triggers import Clock, Decision, SyncMemory, SystemClock, evaluate
+
+# Loaded on first use: ``retl sync`` needs only execute.py (and its locks), not the loop, the
+# change detection or cron parsing, and a run should not wait for their imports.
+_HOME = {
+    "locked_sync": "execute", "LockHeld": "locks", "SyncLock": "locks", "Scheduler": "loop", "Clock": "triggers",
+    "Decision": "triggers", "SyncMemory": "triggers", "SystemClock": "triggers", "evaluate": "triggers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = ["Clock", "Decision", "LockHeld", "Scheduler", "SyncLock", "SyncMemory", "SystemClock", "evaluate", "locked_sync"]

@@ -29,8 +29,6 @@ from reverse_etl.plan import PlanFile
 from reverse_etl.project import Project, SyncDef
 from reverse_etl.results import Reporter, SyncResult, SyncRun
 from reverse_etl.scheduler.alerts import Alert, AlertSender, alerts_for_error, alerts_for_runs
-from reverse_etl.scheduler.dbt import read_dbt_run
-from reverse_etl.scheduler.fingerprint import Fingerprinter
 from reverse_etl.scheduler.locks import DEFAULT_LEASE_S, LockHeld, SyncLock, held_locks
 from reverse_etl.scheduler.state import SchedulerStore, locks_dir
 from reverse_etl.scheduler.triggers import Clock, Observations, SyncMemory, SystemClock
@@ -77,6 +75,9 @@ def observe(project: Project, syncs: list[SyncDef], store: SchedulerStore) -> di
     wanted = [s for s in syncs if s.config.schedule and (s.config.schedule.when_changed or s.config.schedule.after_dbt)]
     if not wanted:
         return out
+    from reverse_etl.scheduler.dbt import read_dbt_run  # only event-triggered syncs need these
+    from reverse_etl.scheduler.fingerprint import Fingerprinter
+
     fingerprints = Fingerprinter(project, store.cache())
     for sync in wanted:
         schedule = sync.config.schedule

@@ -29,8 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 from reverse_etl.config.durations import parse_duration
 from reverse_etl.config.syncs import ScheduleConfig
 
@@ -164,15 +162,21 @@ def every_interval(schedule: ScheduleConfig) -> timedelta | None:
     return timedelta(seconds=parse_duration(schedule.every)) if schedule.every else None
 
 
+def _cron(expr: str, start: datetime) -> Any:
+    from croniter import croniter  # loaded by the first schedule read, not by every retl sync
+
+    return croniter(expr, start)
+
+
 def latest_tick(expr: str, tz: ZoneInfo, now: datetime) -> datetime:
     """The latest cron tick at or before ``now`` (croniter's get_prev is strictly before)."""
     start = now.astimezone(tz) + timedelta(microseconds=1)
-    tick: datetime = croniter(expr, start).get_prev(datetime)
+    tick: datetime = _cron(expr, start).get_prev(datetime)
     return tick
 
 
 def next_tick(expr: str, tz: ZoneInfo, now: datetime) -> datetime:
-    tick: datetime = croniter(expr, now.astimezone(tz)).get_next(datetime)
+    tick: datetime = _cron(expr, now.astimezone(tz)).get_next(datetime)
     return tick
 
 

@@ -184,6 +184,9 @@ class StateStore(ABC):
     def add_row_errors(self, record: RunRecord, errors: list[RowError]) -> None:
         """Rows the destination rejected or that could not be delivered in this run."""
 
+    def checkpoint(self) -> None:  # noqa: B027 - a store without a write-ahead log of its own
+        """Write what committed transactions left in the write-ahead log into the store itself."""
+
     @abstractmethod
     def runs(self, syncs: list[str] | None = None, limit: int = 50) -> list[RunRecord]:
         """Newest runs first."""

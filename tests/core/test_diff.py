@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reverse_etl.diff.engine import DUCKDB, Differ, SyncColumns, check_keys
-from reverse_etl.diff.sqlgen import delta_sql, join_sql, snapshot_side
+from reverse_etl.diff.engine import DUCKDB, MAYBE_HASH, Differ, SyncColumns, check_keys, held_table, spans_of
+from reverse_etl.diff.sqlgen import HELD, delta_sql, join_sql, snapshot_side, spans_sql
 from reverse_etl.errors import DataError
 from reverse_etl.state import StateStore
 from reverse_etl.state.store import CATALOG
@@ -234,6 +234,9 @@ def test_seq_is_the_position_in_send_order_across_row_groups_and_threads(
                    "'v' || (i % 7) AS a, (i % 5)::INTEGER AS b FROM range(60000, 360000) t(i) ORDER BY hash(i)")
     h.conn.execute(f"INSERT INTO {h.snapshot.table} (id, a, b, __retl_hash) SELECT 'k' || lpad(i::VARCHAR, 7, '0'), "
                    "'v' || (i % 7), (i % 5 + (i % 3 = 0)::INTEGER)::INTEGER, 0 FROM range(0, 120000) t(i)")
+    # maybe held: some still in the model (sent again), some gone from it (removed)
+    h.conn.execute(f"INSERT INTO {held_table(h.snapshot.table)} (id, a, b, __retl_hash) SELECT 'k' || lpad(i::VARCHAR, 7, '0'), "
+                   f"'v', 1, {MAYBE_HASH} FROM (SELECT * FROM range(300000, 300500) UNION ALL SELECT * FROM range(400000, 400300)) t(i)")
     delta = h.differ.diff(model_table="memory.main.model", snapshot_table=h.snapshot.table, columns=columns,
                           sync_type=sync_type, mode=mode, full_resync=full)
     names = "__retl_seq, __retl_kind, __retl_action, __retl_ack, id, a, b, __retl_hash, __retl_old_hash"
@@ -245,5 +248,18 @@ def test_seq_is_the_position_in_send_order_across_row_groups_and_threads(
     chunk = h.conn.execute(f"SELECT {names} FROM {delta.table} WHERE __retl_seq BETWEEN ? AND ? ORDER BY __retl_seq",
                            [lo, hi]).fetchall()
     assert chunk == stored[lo - 1 : hi]
+    # counts, fingerprint and spans (positional: from per-op counts) agree with a scan of the delta
+    kinds = dict(h.conn.execute(f"SELECT __retl_kind, count(*) FROM {delta.table} GROUP BY ALL").fetchall())
+    assert (delta.added, delta.changed, delta.removed) == (kinds.get("added", 0), kinds.get("changed", 0), kinds.get("removed", 0))
+    xor = h.conn.execute(f"SELECT coalesce(bit_xor(hash(__retl_action, id, __retl_hash, __retl_old_hash)), 0) FROM {delta.table}").fetchone()
+    assert xor is not None and delta.fingerprint == f"{delta.rows}:{int(xor[0]):x}"
+    scanned = {k: (a, b) for k, a, b in spans_of(h.conn.execute(spans_sql(DUCKDB, delta.table)).fetchone()) or ()}
+    assert delta.spans is not None
+    claimed = {k: (a, b) for k, a, b in delta.spans}
+    assert {k: v for k, v in claimed.items() if k != HELD} == {k: v for k, v in scanned.items() if k != HELD}
+    if HELD in scanned:  # the held span may be wider (whole groups), never narrower
+        assert claimed[HELD][0] <= scanned[HELD][0] and scanned[HELD][1] <= claimed[HELD][1]
+    else:
+        assert HELD not in claimed
     # one table holds the delta's rows (the sorted join itself, or the sorted delta with the join dropped)
     assert h.conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '__retl_%'").fetchone() == (1,)

@@ -66,9 +66,10 @@ def on_postgres(request: pytest.FixtureRequest, pg: PgServer, pg_db: str, monkey
 
 
 @pytest.mark.parametrize("case", E2E, ids=[f.__name__ for f in E2E])
-def test_sync_suite(case: Callable[..., None], on_postgres: str, tmp_path: Path, braze: SandboxServer) -> None:
+def test_sync_suite(case: Callable[..., None], on_postgres: str, tmp_path: Path, braze: SandboxServer,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
     params = inspect.signature(case).parameters
-    case(*[{"tmp_path": tmp_path, "braze": braze}[p] for p in params])
+    case(*[{"tmp_path": tmp_path, "braze": braze, "monkeypatch": monkeypatch}[p] for p in params])
 
 
 def test_crash_resume(on_postgres: str, tmp_path: Path) -> None:
