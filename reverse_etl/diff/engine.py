@@ -139,7 +139,6 @@ class Positional:
     """What :meth:`Differ._plan_positional` learns from one scan of a sorted join."""
 
     join_rows: int
-    rows: int  # of the delta
     delta: tuple[int, int, int, int, str, bool, bool, tuple[Span, ...]]  # Delta's counts .. spans
 
 
@@ -184,11 +183,15 @@ class Differ:
         try:
             plan = self._plan_positional(joined, model_table, side, columns, sync_type, mode, full_resync, model) \
                 if positional else None
+            if plan is not None:
+                added, changed, removed, rows, fingerprint, split, maybe, spans = plan.delta
+            else:
+                self._check_keys(joined, model_table, side, columns.key, model)
+                added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
             # The view reads all of its table, so the join is the delta only if the mode sends
             # every one of its rows. (Nor may the view filter by rowid: DuckDB 2.0's late
             # materialization of a top-N then fails on it.)
-            if plan is not None and plan.join_rows == plan.rows:
-                added, changed, removed, rows, fingerprint, split, maybe, spans = plan.delta
+            if plan is not None and plan.join_rows == rows:
                 others = [c for c in columns.all if c not in columns.key]
                 self.conn.execute(
                     f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", j."__retl_op", '
@@ -196,15 +199,13 @@ class Differ:
                     f'j."__retl_hash", j."__retl_old_hash" FROM {joined} AS j'
                 )
                 keep_join = True  # the delta's rows
-            else:
-                if plan is None:
-                    self._check_keys(joined, model_table, side, columns.key, model)
-                added, changed, removed, rows, fingerprint, split, maybe = self._counts(joined, columns, sync_type, mode, full_resync)
+            else:  # the same order: the plan's spans hold for the copy too
                 stored = f"memory.main.{quote(f'__retl_delta_{self._n}__rows')}"
                 query = delta_sql(DUCKDB, joined, side, columns, sync_type, mode, full_resync, numbered=False)
                 self.conn.execute(f"CREATE OR REPLACE TABLE {stored} AS {query}")
                 self.conn.execute(f'CREATE OR REPLACE VIEW {delta} AS SELECT rowid + 1 AS "__retl_seq", * FROM {stored}')
-                spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
+                if plan is None:
+                    spans = spans_of(self.conn.execute(spans_sql(DUCKDB, delta)).fetchone())
         finally:
             if not keep_join:
                 self.conn.execute(f"DROP TABLE IF EXISTS {joined}")
@@ -262,7 +263,7 @@ class Differ:
         maybe = count["maybe"] > 0 or ("removed" in actions and removed_maybe > 0)
         delta = (per_kind["added"], per_kind["changed"], per_kind["removed"], rows, f"{rows}:{int(row[10]):x}", split, maybe,
                  tuple(spans))
-        return Positional(join_rows=sum(count.values()), rows=rows, delta=delta)
+        return Positional(join_rows=sum(count.values()), delta=delta)
 
     def _counts(
         self, joined: str, columns: SyncColumns, sync_type: str, mode: str, full_resync: bool
