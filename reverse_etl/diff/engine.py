@@ -73,7 +73,7 @@ class SyncColumns:
 Span = tuple[str, int, int]  # (ack kind, first seq, last seq)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Delta:
     """The delta table of one sync in the run's engine."""
 
