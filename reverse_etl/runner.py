@@ -34,6 +34,8 @@ from reverse_etl.streaming import DeltaStreamer, frozen_heap
 from reverse_etl.warehouse import open_warehouse
 from reverse_etl.warehouse.base import WarehouseSession
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Prepared:
@@ -292,9 +294,6 @@ class Runner:
         if columnar:
             return DeltaChunk(names, table=session.fetch_delta_arrow(item.delta, lo, hi))
         return DeltaChunk.from_tuples(names, session.fetch_delta(item.delta, lo, hi))
-
-
-log = logging.getLogger(__name__)
 
 
 def warm_up(destinations: Iterable[Destination]) -> None:
