@@ -100,11 +100,19 @@ def to_sql(expr: Expr, schema: pa.Schema) -> str:
     return f"json_object({pairs})"
 
 
+_ENGINE_LOCK = threading.Lock()  # the warm-up thread and a writer may both ask at once
+
+
 @cache
 def _engine() -> duckdb.DuckDBPyConnection:
     """The process's in-memory DuckDB for rendering JSON. Opening a database costs ~11 ms, a
     connection to an open one (``cursor()``) ~0.01 ms: one per process, one cursor per encoder."""
     return duckdb.connect(":memory:")
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    with _ENGINE_LOCK:
+        return _engine().cursor()
 
 
 class JsonEncoder:
@@ -115,7 +123,7 @@ class JsonEncoder:
     """
 
     def __init__(self) -> None:
-        self._conn = _engine().cursor()
+        self._conn = _cursor()
         self._conn.execute("SET TimeZone = 'UTC'")
         self._lock = threading.Lock()
 
