@@ -134,6 +134,22 @@ def check_keys(conn: duckdb.DuckDBPyConnection, model_table: str, key: list[str]
         )
 
 
+def _key_counts(key: list[str], model_table: str, snapshot_table: str) -> str:
+    """Select-list items over a join (see :meth:`Differ._check_keys`): NULL keys among its added
+    rows, distinct added keys, the model's rows, the snapshot's rows."""
+    keys = ", ".join(quote(k) for k in key)
+    any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+    distinct_of = keys if len(key) == 1 else f"({keys})"
+    return (f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
+            f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
+            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table})")
+
+
+def _keys_proven(added: int, removed: int, nulls: int, distinct_added: int, model_rows: int, snapshot_rows: int) -> bool:
+    """Whether the join's counts prove the model's keys unique and not NULL (see :meth:`Differ._check_keys`)."""
+    return not nulls and distinct_added == added and model_rows == added + snapshot_rows - removed
+
+
 @dataclass(frozen=True)
 class Positional:
     """What :meth:`Differ._plan_positional` learns from one scan of a sorted join."""
@@ -221,25 +237,20 @@ class Differ:
         the spans follow from the counts (the held span covers every group holding such rows)."""
         key = columns.key
         actions = {op: (action, kind, ack, order) for op, action, kind, ack, order, _ in action_rows(sync_type, mode, full_resync)}
-        any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
         keys = ", ".join(quote(k) for k in key)
-        distinct_of = keys if len(key) == 1 else f"({keys})"
         action = " ".join(f"WHEN {DUCKDB.lit(op)} THEN {DUCKDB.lit(a[0])}" for op, a in actions.items())
         sent = ", ".join(DUCKDB.lit(op) for op in actions)
         ops = ("added", "changed", "removed", "maybe", "same")
         row = self.conn.execute(
             "SELECT " + ", ".join(f"count(*) FILTER (WHERE __retl_op = '{op}')" for op in ops) + ", "
-            f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
-            f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
-            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}), "
-            f"count(*) FILTER (WHERE __retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH}), "
+            f"{_key_counts(key, model_table, snapshot_table)}, count(*) FILTER (WHERE __retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH}), "
             f"coalesce(bit_xor(hash(CASE __retl_op {action} END, {keys}, __retl_hash, __retl_old_hash)) "
             f"FILTER (WHERE __retl_op IN ({sent})), 0) FROM {joined}"
         ).fetchone()
         assert row is not None
         count = dict(zip(ops, (int(v) for v in row[:5]), strict=True))
         nulls, distinct_added, model_rows, snapshot_rows, removed_maybe = (int(v) for v in row[5:10])
-        if nulls or distinct_added + nulls != count["added"] or model_rows != count["added"] + snapshot_rows - count["removed"]:
+        if not _keys_proven(count["added"], count["removed"], nulls, distinct_added, model_rows, snapshot_rows):
             check_keys(self.conn, model_table, key, model)
         per_kind = {"added": 0, "changed": 0, "removed": 0}
         for op, (_, kind, _, _) in actions.items():
@@ -291,18 +302,13 @@ class Differ:
         key never matches, so it shows as an added row. Only on failure is the model scanned
         again for examples.
         """
-        any_null = " OR ".join(f"{quote(k)} IS NULL" for k in key)
-        keys = ", ".join(quote(k) for k in key)
-        distinct_of = keys if len(key) == 1 else f"({keys})"
         row = self.conn.execute(
             f"SELECT count(*) FILTER (WHERE __retl_op = 'added'), count(*) FILTER (WHERE __retl_op = 'removed'), "
-            f"count(*) FILTER (WHERE __retl_op = 'added' AND ({any_null})), "
-            f"count(DISTINCT {distinct_of}) FILTER (WHERE __retl_op = 'added'), "
-            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}), count(*) FROM {joined}"
+            f"{_key_counts(key, model_table, snapshot_table)}, count(*) FROM {joined}"
         ).fetchone()
         assert row is not None
         added, removed, nulls, distinct_added, model_rows, snapshot_rows, join_rows = (int(v) for v in row)
-        if nulls or distinct_added + nulls != added or model_rows != added + snapshot_rows - removed:
+        if not _keys_proven(added, removed, nulls, distinct_added, model_rows, snapshot_rows):
             check_keys(self.conn, model_table, key, model)
         return join_rows
 
