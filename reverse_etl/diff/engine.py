@@ -36,6 +36,7 @@ from reverse_etl.diff.sqlgen import (
     held_table,
     join_sql,
     one_row_per_op,
+    op_case,
     send_order,
     snapshot_side,
     spans_from,
@@ -238,13 +239,13 @@ class Differ:
         key = columns.key
         actions = {op: (action, kind, ack, order) for op, action, kind, ack, order, _ in action_rows(sync_type, mode, full_resync)}
         keys = ", ".join(quote(k) for k in key)
-        action = " ".join(f"WHEN {DUCKDB.lit(op)} THEN {DUCKDB.lit(a[0])}" for op, a in actions.items())
         sent = ", ".join(DUCKDB.lit(op) for op in actions)
         ops = ("added", "changed", "removed", "maybe", "same")
         row = self.conn.execute(
             "SELECT " + ", ".join(f"count(*) FILTER (WHERE __retl_op = '{op}')" for op in ops) + ", "
             f"{_key_counts(key, model_table, snapshot_table)}, count(*) FILTER (WHERE __retl_op = 'removed' AND __retl_old_hash = {MAYBE_HASH}), "
-            f"coalesce(bit_xor(hash(CASE __retl_op {action} END, {keys}, __retl_hash, __retl_old_hash)) "
+            f"coalesce(bit_xor(hash({op_case(DUCKDB, sync_type, mode, full_resync, '__retl_op', 'action')}, {keys}, "
+            "__retl_hash, __retl_old_hash)) "
             f"FILTER (WHERE __retl_op IN ({sent})), 0) FROM {joined}"
         ).fetchone()
         assert row is not None
@@ -293,8 +294,8 @@ class Differ:
         assert row is not None
         return (int(row[0]), int(row[1]), int(row[2]), int(row[3]), f"{row[3]}:{row[4]:x}", bool(row[5]), bool(row[6]))
 
-    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> int:
-        """Null and duplicate keys, proven from counts the join already made; the join's rows.
+    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
+        """Null and duplicate keys, proven from counts the join already made.
 
         Snapshot keys are unique (the ack keeps them so), so every model row is exactly one
         join row: added, or matched to one snapshot row. With unique model keys, then,
@@ -304,13 +305,12 @@ class Differ:
         """
         row = self.conn.execute(
             f"SELECT count(*) FILTER (WHERE __retl_op = 'added'), count(*) FILTER (WHERE __retl_op = 'removed'), "
-            f"{_key_counts(key, model_table, snapshot_table)}, count(*) FROM {joined}"
+            f"{_key_counts(key, model_table, snapshot_table)} FROM {joined}"
         ).fetchone()
         assert row is not None
-        added, removed, nulls, distinct_added, model_rows, snapshot_rows, join_rows = (int(v) for v in row)
+        added, removed, nulls, distinct_added, model_rows, snapshot_rows = (int(v) for v in row)
         if not _keys_proven(added, removed, nulls, distinct_added, model_rows, snapshot_rows):
             check_keys(self.conn, model_table, key, model)
-        return join_rows
 
     def hold(self, delta: Delta, snapshot_table: str, lo: int, hi: int) -> None:
         """Before rows ``lo..hi`` are sent: record the added ones as maybe held.

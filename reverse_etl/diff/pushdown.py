@@ -100,7 +100,7 @@ class SqlDiffer(Differ):
         return Delta(delta, columns, added, changed, removed, rows, f"{rows}:{row[6]}", split=bool(split),
                      holds=holds_rows(sync_type, mode), maybe=bool(maybe), spans=spans_of(spans[0] if spans else None))
 
-    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> int:
+    def _check_keys(self, joined: str, model_table: str, snapshot_table: str, key: list[str], model: str) -> None:
         """Null and duplicate keys from the join's own counts (see :meth:`Differ._check_keys`)."""
         s = self.session
         any_null = " OR ".join(f"{q(k)} IS NULL" for k in key)
@@ -109,13 +109,12 @@ class SqlDiffer(Differ):
             "SELECT count(*) FILTER (WHERE \"__retl_op\" = 'added'), count(*) FILTER (WHERE \"__retl_op\" = 'removed'), "
             f"count(*) FILTER (WHERE \"__retl_op\" = 'added' AND ({any_null})), "
             f"(SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {joined} WHERE \"__retl_op\" = 'added') AS k), "
-            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}), count(*) FROM {joined}"
+            f"(SELECT count(*) FROM {model_table}), (SELECT count(*) FROM {snapshot_table}) FROM {joined}"
         )[0]
-        added, removed, nulls, distinct_added, model_rows, snapshot_rows, join_rows = (int(v or 0) for v in row)
+        added, removed, nulls, distinct_added, model_rows, snapshot_rows = (int(v or 0) for v in row)
         # A NULL key counts once among DISTINCT keys; so several NULL rows also show as a mismatch.
         if nulls or distinct_added != added or model_rows != added + snapshot_rows - removed:
             self._explain_keys(model_table, key, model)
-        return join_rows
 
     def _explain_keys(self, model_table: str, key: list[str], model: str, examples: int = 5) -> None:
         s = self.session

@@ -120,16 +120,19 @@ def send_order(d: DiffDialect, columns: SyncColumns, sync_type: str, mode: str, 
     return f"CASE {d.q('__retl_op')} {whens} ELSE {len(ACK_KINDS)} END, {d.cols(columns.key)}"
 
 
+def op_case(d: DiffDialect, sync_type: str, mode: str, full_resync: bool, op: str, field: str) -> str:
+    """The ``field`` (action, kind or ack) of a join row whose op is the expression ``op``, as
+    a ``CASE`` (what :func:`action_join` adds by a join). Only where :func:`one_row_per_op`."""
+    index = {"action": 1, "kind": 2, "ack": 3}[field]
+    whens = " ".join(f"WHEN {d.lit(row[0])} THEN {d.lit(row[index])}" for row in action_rows(sync_type, mode, full_resync))
+    return f"CASE {op} {whens} END"
+
+
 def action_columns(d: DiffDialect, sync_type: str, mode: str, full_resync: bool, alias: str) -> str:
-    """``__retl_kind``, ``__retl_action`` and ``__retl_ack`` of a join row, as expressions of its
-    op (what :func:`action_join` adds by a join). Only where :func:`one_row_per_op`."""
-    rows = action_rows(sync_type, mode, full_resync)
+    """``__retl_kind``, ``__retl_action`` and ``__retl_ack`` of a join row (see :func:`op_case`)."""
     op = f"{alias}.{d.q('__retl_op')}"
-    out = []
-    for index, name in ((2, "__retl_kind"), (1, "__retl_action"), (3, "__retl_ack")):
-        whens = " ".join(f"WHEN {d.lit(row[0])} THEN {d.lit(row[index])}" for row in rows)
-        out.append(f"CASE {op} {whens} END AS {d.q(name)}")
-    return ", ".join(out)
+    return ", ".join(f"{op_case(d, sync_type, mode, full_resync, op, field)} AS {d.q(f'__retl_{field}')}"
+                     for field in ("kind", "action", "ack"))
 
 
 def action_join(d: DiffDialect, joined: str, sync_type: str, mode: str, full_resync: bool) -> str:
@@ -212,6 +215,6 @@ def spans_from(row: Sequence[Any] | None) -> dict[str, tuple[int, int]] | None:
 
 
 __all__ = [
-    "ACK_KINDS", "HELD", "DiffDialect", "action_columns", "action_join", "delta_sql", "held_table", "join_sql", "one_row_per_op", "send_order", "snapshot_side",
+    "ACK_KINDS", "HELD", "DiffDialect", "action_columns", "action_join", "delta_sql", "held_table", "join_sql", "one_row_per_op", "op_case", "send_order", "snapshot_side",
     "spans_from", "spans_sql",
 ]

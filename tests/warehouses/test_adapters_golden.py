@@ -55,7 +55,7 @@ RULES = [
     (r"pg_try_advisory_lock", [(True,)]),
     (r"^select owner, sync, cast\(acquired_at as", [LOCK_ROW]),
     (r"string_agg|listagg", [(60, 30, 10, 100, 0, 1, "9e107d9d372bb6826bd81d3542a419d6")]),  # delta counts + fingerprint
-    (r"select distinct", [(60, 10, 0, 60, 150, 100, 100)]),  # key check: added, removed, nulls, distinct, model, snapshot, join
+    (r"select distinct", [(60, 10, 0, 60, 150, 100)]),  # key check: added, removed, nulls, distinct, model, snapshot
     (r"^select count\(\*\) from", [(100,)]),
     (r"__retl_seq between 1 and 100 order by", [(1, "remove", "u9", "old@x.io", None), (2, "upsert", "u1", "a@x.io", "pro")]),
     (r"limit 5\) as d", [("upsert", "u1", "a@x.io", "pro", "a@x.io", "free")]),

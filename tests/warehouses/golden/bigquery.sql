@@ -74,7 +74,7 @@ CREATE TABLE `_retl`.`__retl_t0k3n_join_1` AS SELECT CASE WHEN o.`__retl_hash` I
 ALTER TABLE `_retl`.`__retl_t0k3n_join_1` SET OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY));
 
 -- [26]
-SELECT COUNTIF(`__retl_op` = 'added'), COUNTIF(`__retl_op` = 'removed'), COUNTIF(`__retl_op` = 'added' AND (`user_id` IS NULL)), (SELECT COUNT(*) FROM (SELECT DISTINCT `user_id` FROM `_retl`.`__retl_t0k3n_join_1` WHERE `__retl_op` = 'added') AS k), (SELECT COUNT(*) FROM `_retl`.`__retl_t0k3n_model_members`), (SELECT COUNT(*) FROM (SELECT `user_id`, `email`, `plan`, `__retl_hash` FROM `_retl`.`snapshot__braze_traits__a8cc0965` AS __retl_s UNION ALL SELECT `user_id`, `email`, `plan`, `__retl_hash` FROM `_retl`.`snapshot__braze_traits__a8cc0965__held` AS __retl_h) AS __retl_side), COUNT(*) FROM `_retl`.`__retl_t0k3n_join_1`;
+SELECT COUNTIF(`__retl_op` = 'added'), COUNTIF(`__retl_op` = 'removed'), COUNTIF(`__retl_op` = 'added' AND (`user_id` IS NULL)), (SELECT COUNT(*) FROM (SELECT DISTINCT `user_id` FROM `_retl`.`__retl_t0k3n_join_1` WHERE `__retl_op` = 'added') AS k), (SELECT COUNT(*) FROM `_retl`.`__retl_t0k3n_model_members`), (SELECT COUNT(*) FROM (SELECT `user_id`, `email`, `plan`, `__retl_hash` FROM `_retl`.`snapshot__braze_traits__a8cc0965` AS __retl_s UNION ALL SELECT `user_id`, `email`, `plan`, `__retl_hash` FROM `_retl`.`snapshot__braze_traits__a8cc0965__held` AS __retl_h) AS __retl_side) FROM `_retl`.`__retl_t0k3n_join_1`;
 
 -- [27]
 DROP TABLE IF EXISTS `_retl`.`__retl_t0k3n_delta_2`;

@@ -101,7 +101,7 @@ CREATE TEMPORARY TABLE "__retl_join_1" AS SELECT CASE WHEN o."__retl_hash" IS NU
 ANALYZE "__retl_join_1";
 
 -- [35]
-SELECT COUNT(*) FILTER(WHERE "__retl_op" = 'added'), COUNT(*) FILTER(WHERE "__retl_op" = 'removed'), COUNT(*) FILTER(WHERE "__retl_op" = 'added' AND ("user_id" IS NULL)), (SELECT COUNT(*) FROM (SELECT DISTINCT "user_id" FROM "__retl_join_1" WHERE "__retl_op" = 'added') AS k), (SELECT COUNT(*) FROM "members"), (SELECT COUNT(*) FROM (SELECT "user_id", "email", "plan", "__retl_hash" FROM "_retl"."snapshot__braze_traits__a8cc0965" AS __retl_s UNION ALL SELECT "user_id", "email", "plan", "__retl_hash" FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS __retl_h) AS __retl_side), COUNT(*) FROM "__retl_join_1";
+SELECT COUNT(*) FILTER(WHERE "__retl_op" = 'added'), COUNT(*) FILTER(WHERE "__retl_op" = 'removed'), COUNT(*) FILTER(WHERE "__retl_op" = 'added' AND ("user_id" IS NULL)), (SELECT COUNT(*) FROM (SELECT DISTINCT "user_id" FROM "__retl_join_1" WHERE "__retl_op" = 'added') AS k), (SELECT COUNT(*) FROM "members"), (SELECT COUNT(*) FROM (SELECT "user_id", "email", "plan", "__retl_hash" FROM "_retl"."snapshot__braze_traits__a8cc0965" AS __retl_s UNION ALL SELECT "user_id", "email", "plan", "__retl_hash" FROM "_retl"."snapshot__braze_traits__a8cc0965__held" AS __retl_h) AS __retl_side) FROM "__retl_join_1";
 
 -- [36]
 DROP TABLE IF EXISTS "__retl_delta_2";
